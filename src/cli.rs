@@ -1,0 +1,408 @@
+//! The command line of SPEC §1. Commands print JSON on stdout and human messages on stderr;
+//! bad input exits non-zero with one line on stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::crypto::{self, random_base62, Purpose, Secrets};
+use crate::keys::Alg;
+use crate::oauth::client::{apply_spec, AuthMethod, Client, ClientSpec, ClientView, GrantType};
+use crate::oauth::client_auth::secret_hash_input;
+use crate::oauth::scope::ScopeSet;
+use crate::store::{self, clients, orgs, Store, StoreError};
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "OAuth 2.0 / OpenID Connect authorization server and API-key service")]
+struct Cli {
+    /// Configuration file (default: ./latchkey.toml when it exists).
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Run pending database migrations and exit.
+    Migrate,
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List every signing key with its status.
+    List,
+    /// Add a key; it is published now and signs after the pre-publication window.
+    Generate {
+        #[arg(long)]
+        alg: String,
+    },
+    /// Add a key per algorithm (or for --alg) and retire the current one when it activates.
+    Rotate {
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// Stop a key signing now; it stays published until its last token has expired.
+    Retire { kid: String },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization.
+    Create { name: String },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its client_secret once.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        options: ClientOptions,
+    },
+    /// Change a client's registration (only the options given).
+    Update {
+        client_id: String,
+        #[command(flatten)]
+        options: ClientOptions,
+    },
+    /// List an organization's clients.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[derive(Args)]
+struct ClientOptions {
+    #[arg(long)]
+    name: Option<String>,
+    /// Comma-separated: client_credentials, authorization_code, refresh_token.
+    #[arg(long)]
+    grant_types: Option<String>,
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Space- or comma-separated scopes the client may request.
+    #[arg(long)]
+    scopes: Option<String>,
+    /// A public client (no secret; auth method none).
+    #[arg(long)]
+    public: bool,
+    /// A native app (its loopback redirect URIs may differ in port, RFC 8252 §7.3).
+    #[arg(long)]
+    native: bool,
+    #[arg(long)]
+    auth_method: Option<String>,
+    /// A file holding the client's public JWKS (private_key_jwt).
+    #[arg(long, conflicts_with = "jwks_uri")]
+    jwks: Option<PathBuf>,
+    #[arg(long)]
+    jwks_uri: Option<String>,
+    #[arg(long = "audience")]
+    audiences: Vec<String>,
+    #[arg(long)]
+    access_token_alg: Option<String>,
+    #[arg(long)]
+    id_token_alg: Option<String>,
+    #[arg(long)]
+    skip_consent: bool,
+}
+
+impl ClientOptions {
+    fn to_spec(&self, creating: bool) -> anyhow::Result<ClientSpec> {
+        let jwks = match &self.jwks {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --jwks {}", path.display()))?;
+                Some(serde_json::from_str::<Value>(&text).with_context(|| format!("--jwks {} is not JSON", path.display()))?)
+            }
+            None => None,
+        };
+        let flag = |set: bool| if set { Some(true) } else if creating { Some(false) } else { None };
+        let list = |v: &Vec<String>| if v.is_empty() && !creating { None } else { Some(v.clone()) };
+        Ok(ClientSpec {
+            name: self.name.clone(),
+            grant_types: self.grant_types.as_ref().map(|g| vec![g.clone()]),
+            redirect_uris: list(&self.redirect_uris),
+            post_logout_redirect_uris: list(&self.post_logout_redirect_uris),
+            scopes: self.scopes.clone(),
+            public: flag(self.public),
+            native: flag(self.native),
+            auth_method: self.auth_method.clone(),
+            jwks,
+            jwks_uri: self.jwks_uri.clone(),
+            audiences: list(&self.audiences),
+            access_token_alg: self.access_token_alg.clone(),
+            id_token_alg: self.id_token_alg.clone(),
+            skip_consent: flag(self.skip_consent),
+        })
+    }
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return 0;
+            }
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{line} (see latchkey --help)");
+            return 2;
+        }
+    };
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            crate::telemetry::init_logging(&config);
+            actix_rt::System::new().block_on(crate::app::serve(config))
+        }
+        command => run_command(command, config).and_then(|out| {
+            let mut stdout = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut stdout, &out)?;
+            writeln!(stdout)?;
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            1
+        }
+    }
+}
+
+/// Opens the store for a one-shot command: migrations run, and the instance secret must match.
+fn open(config: &Config) -> anyhow::Result<(Store, Secrets)> {
+    let secrets = crypto::load_or_create_secret(config.secret.as_deref(), &config.secret_file)?;
+    let store = Store::open(&config.database_url)?;
+    store.migrate()?;
+    store.check_secret(&secrets)?;
+    Ok((store, secrets))
+}
+
+fn store_err(e: StoreError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
+    match command {
+        Command::Serve => unreachable_serve(),
+        Command::Migrate => {
+            let store = Store::open(&config.database_url)?;
+            let applied = store.migrate()?;
+            eprintln!("{applied} migration(s) applied");
+            Ok(json!({ "applied": applied }))
+        }
+        Command::Keys(k) => keys_command(k, &config),
+        Command::Org(OrgCommand::Create { name }) => {
+            let (store, _) = open(&config)?;
+            let mut conn = store.conn().map_err(store_err)?;
+            let row = orgs::create(&mut conn, &name, store::now()).map_err(store_err)?;
+            Ok(serde_json::to_value(orgs::OrgView::of(&row))?)
+        }
+        Command::Client(c) => client_command(c, &config),
+    }
+}
+
+fn unreachable_serve() -> anyhow::Result<Value> {
+    bail!("serve is not a one-shot command")
+}
+
+fn parse_alg(s: &str) -> anyhow::Result<Alg> {
+    Alg::parse(s).ok_or_else(|| anyhow!("--alg {s:?} is not ES256, RS256 or EdDSA"))
+}
+
+fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> {
+    let (store, secrets) = open(config)?;
+    let mut conn = store.conn().map_err(store_err)?;
+    let now = store::now();
+    // Activation waits for the pre-publication window plus one key reload of every node.
+    let delay = (config.key_prepublish + config.key_reload_interval()).as_secs_f64().ceil() as i64;
+    let longest = config.longest_token_ttl().as_secs() as i64;
+    match command {
+        KeysCommand::List => {
+            let rows = store::keys::list_all(&mut conn).map_err(store_err)?;
+            Ok(Value::Array(key_views(&rows, now)))
+        }
+        KeysCommand::Generate { alg } => {
+            let alg = parse_alg(&alg)?;
+            let row = store::keys::generate(&mut conn, &secrets, alg, now, delay).map_err(store_err)?;
+            eprintln!("key {} published now; it signs from {}", row.kid, crate::rfc3339(row.activates_at));
+            Ok(key_view(&row, now, false))
+        }
+        KeysCommand::Rotate { alg } => {
+            let algs = match alg {
+                Some(a) => vec![parse_alg(&a)?],
+                None => Alg::ALL.to_vec(),
+            };
+            let mut out = Vec::new();
+            for alg in algs {
+                let (row, retiring) =
+                    store::keys::rotate(&mut conn, &secrets, alg, now, delay, longest).map_err(store_err)?;
+                eprintln!(
+                    "{alg}: key {} signs from {}; {} retire then",
+                    row.kid,
+                    crate::rfc3339(row.activates_at),
+                    if retiring.is_empty() { "no keys".to_string() } else { retiring.join(", ") }
+                );
+                out.push(json!({ "key": key_view(&row, now, false), "retiring": retiring }));
+            }
+            Ok(Value::Array(out))
+        }
+        KeysCommand::Retire { kid } => {
+            let row = store::keys::retire(&mut conn, &kid, now, longest).map_err(store_err)?;
+            eprintln!("key {kid} no longer signs; it leaves the JWKS at {}", crate::rfc3339(row.publish_until.unwrap_or(now)));
+            Ok(key_view(&row, now, false))
+        }
+    }
+}
+
+fn key_views(rows: &[store::keys::KeyRow], now: i64) -> Vec<Value> {
+    let mut seen_signer: Vec<&str> = Vec::new();
+    rows.iter()
+        .map(|r| {
+            // Rows come newest activation first: the first signing-capable key per alg signs.
+            let capable = r.activates_at <= now && r.retired_at.is_none_or(|t| now < t);
+            let newest = capable && !seen_signer.contains(&r.alg.as_str());
+            if newest {
+                seen_signer.push(&r.alg);
+            }
+            key_view(r, now, newest)
+        })
+        .collect()
+}
+
+fn key_view(r: &store::keys::KeyRow, now: i64, newest_signer: bool) -> Value {
+    json!({
+        "kid": r.kid,
+        "alg": r.alg,
+        "status": r.status(now, newest_signer),
+        "created_at": crate::rfc3339(r.created_at),
+        "activates_at": crate::rfc3339(r.activates_at),
+        "retired_at": r.retired_at.map(crate::rfc3339),
+        "published_until": r.publish_until.map(crate::rfc3339),
+    })
+}
+
+fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Value> {
+    let (store, secrets) = open(config)?;
+    let mut conn = store.conn().map_err(store_err)?;
+    let now = store::now();
+    match command {
+        ClientCommand::Create { org, options } => {
+            let org = orgs::find(&mut conn, &org).map_err(store_err)?;
+            let spec = options.to_spec(true)?;
+            if spec.name.is_none() {
+                bail!("--name is required");
+            }
+            if spec.grant_types.is_none() {
+                bail!("--grant-types is required");
+            }
+            let blank = Client {
+                client_id: random_base62(24),
+                org_id: org.id,
+                name: String::new(),
+                auth_method: AuthMethod::ClientSecretBasic,
+                secret_hash: None,
+                secret_enc: None,
+                grant_types: vec![GrantType::ClientCredentials],
+                redirect_uris: vec![],
+                post_logout_redirect_uris: vec![],
+                scopes: ScopeSet::default(),
+                audiences: vec![],
+                jwks: None,
+                jwks_uri: None,
+                access_token_alg: Alg::ES256,
+                id_token_alg: Alg::RS256,
+                public: false,
+                native: false,
+                skip_consent: false,
+                created_at: now,
+                updated_at: now,
+            };
+            let mut client = apply_spec(blank, &spec).map_err(|e| anyhow!("{e}"))?;
+            let secret = set_secret(&mut client, &secrets);
+            clients::insert(&mut conn, &client).map_err(store_err)?;
+            eprintln!("client {} created{}", client.client_id, if secret.is_some() { "; copy its client_secret now, it is not shown again" } else { "" });
+            Ok(serde_json::to_value(ClientView::of(&client, secret))?)
+        }
+        ClientCommand::Update { client_id, options } => {
+            let existing = clients::find(&mut conn, &client_id)
+                .map_err(store_err)?
+                .ok_or_else(|| anyhow!("no client {client_id:?}"))?;
+            let spec = options.to_spec(false)?;
+            let had_secret = existing.auth_method.has_secret();
+            let was_jwt = existing.auth_method == AuthMethod::ClientSecretJwt;
+            let mut client = apply_spec(existing, &spec).map_err(|e| anyhow!("{e}"))?;
+            client.updated_at = now;
+            // A change of method that needs another form of secret issues a new one.
+            let secret = if client.auth_method.has_secret()
+                && (!had_secret || was_jwt != (client.auth_method == AuthMethod::ClientSecretJwt))
+            {
+                set_secret(&mut client, &secrets)
+            } else {
+                if !client.auth_method.has_secret() {
+                    client.secret_hash = None;
+                    client.secret_enc = None;
+                }
+                None
+            };
+            clients::update(&mut conn, &client).map_err(store_err)?;
+            Ok(serde_json::to_value(ClientView::of(&client, secret))?)
+        }
+        ClientCommand::List { org } => {
+            let org = orgs::find(&mut conn, &org).map_err(store_err)?;
+            let list = clients::list_for_org(&mut conn, &org.id).map_err(store_err)?;
+            Ok(serde_json::to_value(list.iter().map(|c| ClientView::of(c, None)).collect::<Vec<_>>())?)
+        }
+    }
+}
+
+/// Issues a new secret for a client that uses one: a keyed hash for the secret methods, the
+/// secret itself encrypted for `client_secret_jwt` (it must serve as the HMAC key).
+fn set_secret(client: &mut Client, secrets: &Secrets) -> Option<String> {
+    if !client.auth_method.has_secret() {
+        client.secret_hash = None;
+        client.secret_enc = None;
+        return None;
+    }
+    let secret = random_base62(43);
+    if client.auth_method == AuthMethod::ClientSecretJwt {
+        client.secret_enc = Some(secrets.encrypt(secret.as_bytes(), client.client_id.as_bytes()));
+        client.secret_hash = None;
+    } else {
+        client.secret_hash = Some(secrets.hash(Purpose::StoredSecret, &secret_hash_input(&client.client_id, &secret)));
+        client.secret_enc = None;
+    }
+    Some(secret)
+}

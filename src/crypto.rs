@@ -1,0 +1,270 @@
+//! The instance secret and what is derived from it: keyed hashes of stored secrets, the
+//! encryption of private key material, and randomness.
+//!
+//! `LATCHKEY_SECRET` is a comma-separated list of base64 secrets, newest first. New hashes and
+//! ciphertexts use the newest; verification and decryption accept any, so a deployment rotates
+//! its secret by prepending a new one and dropping the old once nothing depends on it.
+//! Each purpose gets its own key through HKDF-SHA-256, so a hash can never be replayed as a
+//! ciphertext key or the other way round.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::hkdf;
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+
+const MIN_SECRET_BYTES: usize = 32;
+
+/// Parses the `LATCHKEY_SECRET` list; each entry must decode to at least 32 bytes.
+pub fn parse_secret_list(value: &str) -> Result<Vec<Vec<u8>>, String> {
+    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if entries.is_empty() {
+        return Err("empty; expected base64 of at least 32 random bytes".into());
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let bytes = STANDARD
+                .decode(entry)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(entry.trim_end_matches('=')))
+                .map_err(|_| format!("entry {} is not base64", i + 1))?;
+            if bytes.len() < MIN_SECRET_BYTES {
+                return Err(format!(
+                    "entry {} decodes to {} bytes; at least {MIN_SECRET_BYTES} random bytes are required (e.g. `openssl rand -base64 32`)",
+                    i + 1,
+                    bytes.len()
+                ));
+            }
+            Ok(bytes)
+        })
+        .collect()
+}
+
+/// Reads the instance secret from the configuration, or from the embedded default's file,
+/// creating that file (mode 0600) with 32 fresh random bytes the first time.
+pub fn load_or_create_secret(configured: Option<&str>, file: &Path) -> anyhow::Result<Secrets> {
+    if let Some(value) = configured {
+        let list = parse_secret_list(value).map_err(|e| anyhow::anyhow!("invalid setting LATCHKEY_SECRET: {e}"))?;
+        return Ok(Secrets::new(&list));
+    }
+    if file.exists() {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read the instance secret {}: {e}", file.display()))?;
+        let list = parse_secret_list(&text).map_err(|e| anyhow::anyhow!("invalid instance secret in {}: {e}", file.display()))?;
+        return Ok(Secrets::new(&list));
+    }
+    let mut bytes = [0u8; 32];
+    fill_random(&mut bytes);
+    let encoded = STANDARD.encode(bytes);
+    if let Some(dir) = file.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(file)
+        .map_err(|e| anyhow::anyhow!("cannot create the instance secret {}: {e}", file.display()))?;
+    writeln!(f, "{encoded}").map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    tracing::info!(path = %file.display(), "created a new instance secret");
+    Ok(Secrets::new(&[bytes.to_vec()]))
+}
+
+/// Purposes, each with its own derived key.
+#[derive(Clone, Copy)]
+pub enum Purpose {
+    /// Keyed hashes of client secrets, API keys, refresh tokens, codes.
+    StoredSecret,
+    /// A fixed check value that tells whether a secret matches the database.
+    SecretCheck,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::StoredSecret => b"latchkey v1 stored-secret hmac",
+            Purpose::SecretCheck => b"latchkey v1 secret-check hmac",
+        }
+    }
+}
+
+struct Derived {
+    stored: hmac::Key,
+    check: hmac::Key,
+    encryption: LessSafeKey,
+}
+
+impl Derived {
+    fn hmac(&self, purpose: Purpose) -> &hmac::Key {
+        match purpose {
+            Purpose::StoredSecret => &self.stored,
+            Purpose::SecretCheck => &self.check,
+        }
+    }
+}
+
+/// The derived keys of every configured secret, newest first.
+pub struct Secrets {
+    keys: Vec<Derived>,
+}
+
+struct Len(usize);
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn derive(prk: &hkdf::Prk, label: &[u8]) -> [u8; 32] {
+    let info = [label];
+    let okm = prk.expand(&info, Len(32)).expect("32 bytes is within HKDF-SHA-256 limits");
+    let mut out = [0u8; 32];
+    okm.fill(&mut out).expect("length matches");
+    out
+}
+
+impl Secrets {
+    pub fn new(list: &[Vec<u8>]) -> Secrets {
+        let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey instance secret");
+        let keys = list
+            .iter()
+            .map(|secret| {
+                let prk = salt.extract(secret);
+                let stored = derive(&prk, Purpose::StoredSecret.label());
+                let check = derive(&prk, Purpose::SecretCheck.label());
+                let enc = derive(&prk, b"latchkey v1 aes-256-gcm");
+                Derived {
+                    stored: hmac::Key::new(hmac::HMAC_SHA256, &stored),
+                    check: hmac::Key::new(hmac::HMAC_SHA256, &check),
+                    encryption: LessSafeKey::new(
+                        UnboundKey::new(&AES_256_GCM, &enc).expect("AES-256 key is 32 bytes"),
+                    ),
+                }
+            })
+            .collect();
+        Secrets { keys }
+    }
+
+    /// Keyed hash under the newest secret, base64url-encoded for storage.
+    pub fn hash(&self, purpose: Purpose, data: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(self.keys[0].hmac(purpose), data).as_ref())
+    }
+
+    /// Whether `stored` is the keyed hash of `data` under any configured secret (constant time).
+    pub fn verify_hash(&self, purpose: Purpose, data: &[u8], stored: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(stored) else {
+            return false;
+        };
+        self.keys.iter().any(|k| hmac::verify(k.hmac(purpose), data, &tag).is_ok())
+    }
+
+    /// Whether the newest secret produced `stored` (so that an older one can be replaced).
+    pub fn is_newest_hash(&self, purpose: Purpose, data: &[u8], stored: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(stored) else {
+            return false;
+        };
+        hmac::verify(self.keys[0].hmac(purpose), data, &tag).is_ok()
+    }
+
+    /// AES-256-GCM under the newest secret; `context` is bound as associated data so that a
+    /// ciphertext cannot be moved to another row. Output: base64url(nonce ‖ ciphertext ‖ tag).
+    pub fn encrypt(&self, plaintext: &[u8], context: &[u8]) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce);
+        let mut buf = plaintext.to_vec();
+        self.keys[0]
+            .encryption
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut buf)
+            .expect("AES-GCM sealing of an in-memory buffer cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    pub fn decrypt(&self, blob: &str, context: &[u8]) -> Option<Vec<u8>> {
+        let bytes = URL_SAFE_NO_PAD.decode(blob).ok()?;
+        if bytes.len() < NONCE_LEN + aead::AES_256_GCM.tag_len() {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        self.keys.iter().find_map(|k| {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let mut buf = sealed.to_vec();
+            let plain = k.encryption.open_in_place(nonce, Aad::from(context), &mut buf).ok()?;
+            Some(plain.to_vec())
+        })
+    }
+}
+
+pub fn fill_random(buf: &mut [u8]) {
+    SystemRandom::new().fill(buf).expect("the operating system's random source failed");
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `n` characters drawn uniformly from the base62 alphabet (rejection sampling, no modulo bias).
+pub fn random_base62(n: usize) -> String {
+    let mut out = String::with_capacity(n);
+    let mut buf = [0u8; 64];
+    while out.len() < n {
+        fill_random(&mut buf);
+        for &b in buf.iter() {
+            // 248 = 4 × 62: bytes at or above it would bias the first characters.
+            if b < 248 && out.len() < n {
+                out.push(BASE62[(b % 62) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_under_any_listed_secret() {
+        let old = Secrets::new(&[vec![1u8; 32]]);
+        let rotated = Secrets::new(&[vec![2u8; 32], vec![1u8; 32]]);
+        let h = old.hash(Purpose::StoredSecret, b"s3cret");
+        assert!(rotated.verify_hash(Purpose::StoredSecret, b"s3cret", &h));
+        assert!(!rotated.is_newest_hash(Purpose::StoredSecret, b"s3cret", &h));
+        assert!(!rotated.verify_hash(Purpose::StoredSecret, b"other", &h));
+        assert!(!rotated.verify_hash(Purpose::SecretCheck, b"s3cret", &h));
+    }
+
+    #[test]
+    fn ciphertexts_are_bound_to_their_context() {
+        let s = Secrets::new(&[vec![7u8; 32]]);
+        let c = s.encrypt(b"private", b"kid-1");
+        assert_eq!(s.decrypt(&c, b"kid-1").as_deref(), Some(&b"private"[..]));
+        assert_eq!(s.decrypt(&c, b"kid-2"), None);
+        assert_eq!(Secrets::new(&[vec![8u8; 32]]).decrypt(&c, b"kid-1"), None);
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(parse_secret_list("c2hvcnQ=").is_err());
+        assert!(parse_secret_list(&STANDARD.encode([0u8; 32])).is_ok());
+    }
+
+    #[test]
+    fn base62_has_the_requested_length_and_alphabet() {
+        let s = random_base62(43);
+        assert_eq!(s.len(), 43);
+        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(s, random_base62(43));
+    }
+}

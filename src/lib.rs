@@ -1,0 +1,19 @@
+//! Latchkey: an OAuth 2.0 / OpenID Connect authorization server and API-key service in one
+//! binary. See ARCHITECTURE.md for the map; `cli::main` is where the binary starts.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod keys;
+pub mod oauth;
+pub mod store;
+pub mod telemetry;
+
+/// Unix seconds as an RFC 3339 UTC timestamp (`2026-11-23T04:09:33Z`).
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
+}

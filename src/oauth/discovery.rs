@@ -1,0 +1,51 @@
+//! RFC 8414 metadata and the RFC 7517 key set. Both name only what this server does, and both
+//! are built from `LATCHKEY_ISSUER` alone: no request header changes a URL they contain.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use super::client_auth::{PRIVATE_KEY_JWT_ALGS, SECRET_JWT_ALGS};
+use crate::app::AppState;
+use crate::config::Config;
+use crate::store;
+
+/// The authorization-server metadata, built once at start-up.
+pub fn metadata_document(config: &Config) -> Value {
+    let auth_methods = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"];
+    let signing_algs: Vec<&str> = SECRET_JWT_ALGS.iter().chain(PRIVATE_KEY_JWT_ALGS).copied().collect();
+    json!({
+        "issuer": config.issuer,
+        "token_endpoint": config.endpoint("/oauth2/token"),
+        "jwks_uri": config.endpoint("/jwks.json"),
+        "introspection_endpoint": config.endpoint("/oauth2/introspect"),
+        "revocation_endpoint": config.endpoint("/oauth2/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        // RFC 8414 §2 requires the member; there is no authorization endpoint yet.
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "access_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+    })
+}
+
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")))
+        .content_type("application/json")
+        .body(state.metadata.clone())
+}
+
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    let body = state.keys.snapshot().jwks(store::now());
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, state.jwks_cache_control.clone()))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")))
+        .content_type("application/jwk-set+json")
+        .body(body.to_string())
+}

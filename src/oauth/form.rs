@@ -1,0 +1,113 @@
+//! `application/x-www-form-urlencoded` bodies of the OAuth endpoints, read with the limits of
+//! SPEC §2: a body over 64 KiB is 413, a parameter over 4 KiB, a repeated parameter (RFC 6749
+//! §3.2), a body that is not a form or not UTF-8 are `invalid_request`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest};
+use futures_util::StreamExt;
+
+use super::OAuthError;
+
+pub const MAX_BODY: usize = 64 * 1024;
+pub const MAX_PARAM: usize = 4 * 1024;
+
+/// Parameters that RFC 8707 §2 lets a client repeat.
+const REPEATABLE: &[&str] = &["resource"];
+
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    pub async fn read(req: &HttpRequest, mut payload: web::Payload) -> Result<Form, OAuthError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Form::parse(&body)
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            // Invalid UTF-8 decodes to U+FFFD; a real form never sends it.
+            if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
+                return Err(OAuthError::invalid_request("the body is not valid UTF-8"));
+            }
+            if name.len() > MAX_PARAM || value.len() > MAX_PARAM {
+                let shown: String = name.chars().take(40).collect();
+                return Err(OAuthError::invalid_request(format!("parameter {shown} is longer than 4 KiB")));
+            }
+            // RFC 6749 §3.1: a parameter without a value is treated as omitted.
+            if value.is_empty() {
+                continue;
+            }
+            if !REPEATABLE.contains(&name.as_ref()) && pairs.iter().any(|(n, _)| n == &name) {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {name} is repeated (RFC 6749 §3.2)"
+                )));
+            }
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
+        Ok(Form { pairs })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("parameter {name} is required")))
+    }
+}
+
+fn too_large() -> OAuthError {
+    OAuthError::payload_too_large("the body is larger than 64 KiB")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_parameters_are_refused_but_resource_may_repeat() {
+        assert!(Form::parse(b"a=1&a=2").is_err());
+        let f = Form::parse(b"resource=urn%3Ax&resource=urn%3Ay&scope=").unwrap();
+        assert_eq!(f.all("resource"), vec!["urn:x", "urn:y"]);
+        assert_eq!(f.get("scope"), None);
+    }
+
+    #[test]
+    fn invalid_utf8_and_long_parameters_are_refused() {
+        assert!(Form::parse(b"a=%FF").is_err());
+        let long = format!("a={}", "x".repeat(MAX_PARAM + 1));
+        assert!(Form::parse(long.as_bytes()).is_err());
+    }
+}

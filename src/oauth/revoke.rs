@@ -1,0 +1,34 @@
+//! `POST /oauth2/revoke` (RFC 7009). Revoking an access token records its `jti` until the
+//! token would have expired, so introspection reports it inactive on every node. A client
+//! revokes only its own tokens; anything else — another client's token, an unknown or
+//! malformed one — is left alone and still answers 200 (RFC 7009 §2.2).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::access_token;
+use super::client_auth::Presented;
+use super::form::Form;
+use super::{no_store, OAuthError};
+use crate::app::AppState;
+use crate::store::{clients, tokens};
+
+pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, OAuthError> {
+    let form = Form::read(&req, payload).await?;
+    let presented = Presented::from_request(&req, &form)?;
+    let token = form.require("token")?.to_string();
+    let id = presented.client_id().to_string();
+    let client = state.store.run(move |c| clients::find(c, &id)).await?;
+    let client = presented.verify(&state, client).await?;
+
+    let keys = state.keys.snapshot();
+    if let Some((claims, _)) = access_token::verify(&keys, &token, &state.config.issuer) {
+        if claims.client_id == client.client_id {
+            let jti = claims.jti.clone();
+            state.store.run(move |c| tokens::revoke(c, &claims.jti, claims.exp)).await?;
+            tracing::info!(client_id = %client.client_id, %jti, "access token revoked");
+        }
+    }
+    let mut res = HttpResponse::Ok();
+    no_store(&mut res);
+    Ok(res.finish())
+}

@@ -1,0 +1,133 @@
+//! Client rows. Lists are stored space-separated (redirect URIs, audiences, grant types and
+//! scopes cannot contain spaces), the JWKS as JSON.
+
+use diesel::prelude::*;
+
+use super::schema::clients::dsl as c;
+use super::{AnyConnection, StoreError};
+use crate::keys::Alg;
+use crate::oauth::client::{AuthMethod, Client, GrantType};
+use crate::oauth::scope::ScopeSet;
+
+#[derive(Debug, Clone, Queryable, Insertable, Selectable, AsChangeset)]
+#[diesel(table_name = super::schema::clients, treat_none_as_null = true)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub org_id: String,
+    pub name: String,
+    pub auth_method: String,
+    pub secret_hash: Option<String>,
+    pub secret_enc: Option<String>,
+    pub grant_types: String,
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub scopes: String,
+    pub audiences: String,
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub access_token_alg: String,
+    pub id_token_alg: String,
+    pub is_public: i32,
+    pub is_native: i32,
+    pub skip_consent: i32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+
+    fn try_from(r: ClientRow) -> Result<Client, StoreError> {
+        let corrupt = |what: &str| StoreError::Invalid(format!("client {}: stored {what} does not parse", r.client_id));
+        Ok(Client {
+            auth_method: AuthMethod::parse(&r.auth_method).ok_or_else(|| corrupt("auth_method"))?,
+            grant_types: r
+                .grant_types
+                .split(' ')
+                .filter(|w| !w.is_empty())
+                .map(GrantType::parse)
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| corrupt("grant_types"))?,
+            scopes: ScopeSet::parse(&r.scopes).map_err(|_| corrupt("scopes"))?,
+            jwks: match &r.jwks {
+                Some(j) => Some(serde_json::from_str(j).map_err(|_| corrupt("jwks"))?),
+                None => None,
+            },
+            access_token_alg: Alg::parse(&r.access_token_alg).ok_or_else(|| corrupt("access_token_alg"))?,
+            id_token_alg: Alg::parse(&r.id_token_alg).ok_or_else(|| corrupt("id_token_alg"))?,
+            redirect_uris: words(&r.redirect_uris),
+            post_logout_redirect_uris: words(&r.post_logout_redirect_uris),
+            audiences: words(&r.audiences),
+            public: r.is_public != 0,
+            native: r.is_native != 0,
+            skip_consent: r.skip_consent != 0,
+            client_id: r.client_id,
+            org_id: r.org_id,
+            name: r.name,
+            secret_hash: r.secret_hash,
+            secret_enc: r.secret_enc,
+            jwks_uri: r.jwks_uri,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+impl From<&Client> for ClientRow {
+    fn from(k: &Client) -> ClientRow {
+        ClientRow {
+            client_id: k.client_id.clone(),
+            org_id: k.org_id.clone(),
+            name: k.name.clone(),
+            auth_method: k.auth_method.as_str().into(),
+            secret_hash: k.secret_hash.clone(),
+            secret_enc: k.secret_enc.clone(),
+            grant_types: k.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" "),
+            redirect_uris: k.redirect_uris.join(" "),
+            post_logout_redirect_uris: k.post_logout_redirect_uris.join(" "),
+            scopes: k.scopes.to_string(),
+            audiences: k.audiences.join(" "),
+            jwks: k.jwks.as_ref().map(|j| j.to_string()),
+            jwks_uri: k.jwks_uri.clone(),
+            access_token_alg: k.access_token_alg.as_str().into(),
+            id_token_alg: k.id_token_alg.as_str().into(),
+            is_public: k.public as i32,
+            is_native: k.native as i32,
+            skip_consent: k.skip_consent as i32,
+            created_at: k.created_at,
+            updated_at: k.updated_at,
+        }
+    }
+}
+
+pub fn insert(conn: &mut AnyConnection, client: &Client) -> Result<(), StoreError> {
+    diesel::insert_into(c::clients).values(ClientRow::from(client)).execute(conn)?;
+    Ok(())
+}
+
+pub fn update(conn: &mut AnyConnection, client: &Client) -> Result<(), StoreError> {
+    let row = ClientRow::from(client);
+    diesel::update(c::clients.filter(c::client_id.eq(&client.client_id)).filter(c::org_id.eq(&client.org_id)))
+        .set(&row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The client with this id, whatever its organization (client authentication: the id is what
+/// the caller claims to be; the organization comes from the row).
+pub fn find(conn: &mut AnyConnection, client_id: &str) -> Result<Option<Client>, StoreError> {
+    let row: Option<ClientRow> = c::clients.filter(c::client_id.eq(client_id)).first(conn).optional()?;
+    row.map(Client::try_from).transpose()
+}
+
+pub fn list_for_org(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Client>, StoreError> {
+    let rows: Vec<ClientRow> = c::clients
+        .filter(c::org_id.eq(org_id))
+        .order((c::created_at.asc(), c::client_id.asc()))
+        .load(conn)?;
+    rows.into_iter().map(Client::try_from).collect()
+}

@@ -1,0 +1,203 @@
+//! The store: one `Store` over SQLite (the embedded default) or PostgreSQL, chosen by
+//! `DATABASE_URL`, through diesel's `MultiConnection` and an r2d2 pool.
+//!
+//! Every query runs on actix's blocking pool (`Store::run`), never on a worker thread. Each
+//! change is one transaction. Rows owned by an organization are always read with the caller's
+//! organization in the filter.
+
+pub mod clients;
+pub mod keys;
+pub mod orgs;
+pub mod schema;
+pub mod tokens;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::DatabaseUrl;
+use crate::crypto::{Purpose, Secrets};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Pool(String),
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<r2d2::PoolError> for StoreError {
+    fn from(e: r2d2::PoolError) -> Self {
+        StoreError::Pool(e.to_string())
+    }
+}
+
+/// Opens connections of the kind the URL names — never falls back from one backend to
+/// another (diesel's own `establish` on a MultiConnection tries each in turn, which would turn
+/// an unreachable PostgreSQL into a new SQLite file named after its URL).
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+                .map(AnyConnection::Postgresql)
+                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_string_lossy();
+                let mut conn = diesel::SqliteConnection::establish(&path).map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the one writer; the busy timeout makes writers
+                // queue instead of failing; foreign keys are off by default in SQLite.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        conn.is_broken()
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type Conn = r2d2::PooledConnection<Manager>;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    pub postgres: bool,
+}
+
+impl Store {
+    /// Opens the pool (creating the SQLite file and its directory when needed).
+    pub fn open(url: &DatabaseUrl) -> anyhow::Result<Store> {
+        if let DatabaseUrl::Sqlite(path) = url {
+            if let Some(dir) = path.parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| anyhow::anyhow!("cannot create the database directory {}: {e}", dir.display()))?;
+                }
+            }
+        }
+        let size = if url.is_postgres() { 16 } else { 8 };
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(2))
+            .connection_timeout(Duration::from_secs(5))
+            .build(Manager { url: url.clone() })
+            .map_err(|e| anyhow::anyhow!("cannot open the database {url:?}: {e}"))?;
+        Ok(Store { pool, postgres: url.is_postgres() })
+    }
+
+    pub fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Pool(format!("blocking pool: {e}")))?
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub fn migrate(&self) -> anyhow::Result<usize> {
+        let mut conn = self.pool.get().map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+        let applied = match &mut *conn {
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+            AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        }
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        Ok(applied)
+    }
+
+    /// Makes sure the database and the configured instance secret belong together: the first
+    /// start records a check value; later starts with another secret are refused, before they
+    /// could write hashes or keys that the rest of the deployment cannot read.
+    pub fn check_secret(&self, secrets: &Secrets) -> anyhow::Result<()> {
+        use schema::instance::dsl as i;
+        const LABEL: &[u8] = b"latchkey instance";
+        let mut conn = self.pool.get().map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+        conn.transaction(|c| {
+            let stored: Option<String> = i::instance.filter(i::id.eq(1)).select(i::secret_check).first(c).optional()?;
+            match stored {
+                None => {
+                    diesel::insert_into(i::instance)
+                        .values((i::id.eq(1), i::secret_check.eq(secrets.hash(Purpose::SecretCheck, LABEL))))
+                        .execute(c)?;
+                    Ok(())
+                }
+                Some(check) if secrets.verify_hash(Purpose::SecretCheck, LABEL, &check) => {
+                    if !secrets.is_newest_hash(Purpose::SecretCheck, LABEL, &check) {
+                        diesel::update(i::instance.filter(i::id.eq(1)))
+                            .set(i::secret_check.eq(secrets.hash(Purpose::SecretCheck, LABEL)))
+                            .execute(c)?;
+                    }
+                    Ok(())
+                }
+                Some(_) => Err(anyhow::anyhow!(
+                    "the instance secret does not match this database: every node of a deployment needs the same LATCHKEY_SECRET (or keys/latchkey.secret)"
+                )),
+            }
+        })
+    }
+
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+}
+
+/// Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,73 @@
+//! Diesel's view of the tables in `migrations/` (kept by hand: the two backends share it).
+
+diesel::table! {
+    instance (id) {
+        id -> Integer,
+        secret_check -> Text,
+    }
+}
+
+diesel::table! {
+    organizations (id) {
+        id -> Text,
+        name -> Text,
+        allowed_ips -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    clients (client_id) {
+        client_id -> Text,
+        org_id -> Text,
+        name -> Text,
+        auth_method -> Text,
+        secret_hash -> Nullable<Text>,
+        secret_enc -> Nullable<Text>,
+        grant_types -> Text,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        scopes -> Text,
+        audiences -> Text,
+        jwks -> Nullable<Text>,
+        jwks_uri -> Nullable<Text>,
+        access_token_alg -> Text,
+        id_token_alg -> Text,
+        is_public -> Integer,
+        is_native -> Integer,
+        skip_consent -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        public_jwk -> Text,
+        private_key -> Text,
+        created_at -> BigInt,
+        activates_at -> BigInt,
+        retired_at -> Nullable<BigInt>,
+        publish_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    used_assertions (client_id, jti) {
+        client_id -> Text,
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::joinable!(clients -> organizations (org_id));
+diesel::allow_tables_to_appear_in_same_query!(instance, organizations, clients, signing_keys, used_assertions, revoked_tokens);

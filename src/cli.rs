@@ -204,7 +204,7 @@ pub fn main() -> i32 {
 /// Opens the store for a one-shot command: migrations run, and the instance secret must match.
 fn open(config: &Config) -> anyhow::Result<(Store, Secrets)> {
     let secrets = crypto::load_or_create_secret(config.secret.as_deref(), &config.secret_file)?;
-    let store = Store::open(&config.database_url)?;
+    let store = Store::open_for_command(&config.database_url)?;
     store.migrate()?;
     store.check_secret(&secrets)?;
     Ok((store, secrets))
@@ -218,7 +218,7 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
     match command {
         Command::Serve => unreachable_serve(),
         Command::Migrate => {
-            let store = Store::open(&config.database_url)?;
+            let store = Store::open_for_command(&config.database_url)?;
             let applied = store.migrate()?;
             eprintln!("{applied} migration(s) applied");
             Ok(json!({ "applied": applied }))

@@ -99,8 +99,20 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the pool (creating the SQLite file and its directory when needed).
+    /// Opens the server's pool (creating the SQLite file and its directory when needed).
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<Store> {
+        let size = if url.is_postgres() { 16 } else { 8 };
+        Store::open_sized(url, size, 2)
+    }
+
+    /// A pool for a one-shot command. r2d2 opens connections on background threads to keep
+    /// `min_idle` ready; a process that exits while one of them is inside libpq crashes in
+    /// libpq's teardown, so a command keeps none in reserve and connects only on demand.
+    pub fn open_for_command(url: &DatabaseUrl) -> anyhow::Result<Store> {
+        Store::open_sized(url, 1, 0)
+    }
+
+    fn open_sized(url: &DatabaseUrl, size: u32, min_idle: u32) -> anyhow::Result<Store> {
         if let DatabaseUrl::Sqlite(path) = url {
             if let Some(dir) = path.parent() {
                 if !dir.as_os_str().is_empty() {
@@ -109,10 +121,9 @@ impl Store {
                 }
             }
         }
-        let size = if url.is_postgres() { 16 } else { 8 };
         let pool = r2d2::Pool::builder()
             .max_size(size)
-            .min_idle(Some(2))
+            .min_idle(Some(min_idle))
             .connection_timeout(Duration::from_secs(5))
             .build(Manager { url: url.clone() })
             .map_err(|e| anyhow::anyhow!("cannot open the database {url:?}: {e}"))?;

@@ -51,6 +51,15 @@ impl Form {
     }
 
     pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
+        // form_urlencoded passes a broken escape through literally; a form that has one is
+        // malformed, not a value to act on.
+        let broken_escape = body
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'%' && !(body.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && body.get(i + 2).is_some_and(u8::is_ascii_hexdigit)));
+        if broken_escape {
+            return Err(OAuthError::invalid_request("the body has an invalid percent-encoding"));
+        }
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (name, value) in form_urlencoded::parse(body) {
             // Invalid UTF-8 decodes to U+FFFD; a real form never sends it.
@@ -107,6 +116,9 @@ mod tests {
     #[test]
     fn invalid_utf8_and_long_parameters_are_refused() {
         assert!(Form::parse(b"a=%FF").is_err());
+        assert!(Form::parse(b"a=%zz").is_err());
+        assert!(Form::parse(b"a=%4").is_err());
+        assert!(Form::parse(b"a=%41").is_ok());
         let long = format!("a={}", "x".repeat(MAX_PARAM + 1));
         assert!(Form::parse(long.as_bytes()).is_err());
     }

@@ -1,0 +1,219 @@
+//! Latchkey as processes: the embedded default from an empty directory, graceful shutdown with
+//! a request in flight, and two nodes sharing one database and one instance secret.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A `latchkey serve` process on a free loopback port.
+struct Node {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Node {
+    fn spawn(env: &[(String, String)], dir: &Path) -> Node {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new(bin());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LATCHKEY_") || k == "DATABASE_URL" {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("LATCHKEY_BIND", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_ISSUER", "http://latchkey.test")
+            .current_dir(dir)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn latchkey serve");
+        let node = Node { child, base };
+        node.wait_ready();
+        node
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(res) = raw::get_status(&format!("{}/readyz", self.base)) {
+                if res == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("latchkey at {} never became ready", self.base);
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "latchkey did not exit in time");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Tiny blocking GET without pulling reqwest's blocking feature: status code only.
+mod raw {
+    use std::io::{Read, Write};
+    pub fn get_status(url: &str) -> std::io::Result<u16> {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut s = std::net::TcpStream::connect(host)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf)?;
+        buf.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or(std::io::ErrorKind::InvalidData.into())
+    }
+}
+
+fn cli(env: &[(String, String)], dir: &Path, args: &[&str]) -> Value {
+    let out = cli_with_env(env, dir.to_path_buf(), args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn post_form(base: &str, path: &str, basic: (&str, &str), form: &str) -> (u16, Value) {
+    let host = base.strip_prefix("http://").unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{}:{}", basic.0, basic.1));
+    let mut s = TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    read_response(&mut s)
+}
+
+fn read_response(s: &mut TcpStream) -> (u16, Value) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_embedded_default_creates_its_database_secret_and_keys_then_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::spawn(&[], dir.path());
+    let secret_file = dir.path().join("keys/latchkey.secret");
+    assert!(secret_file.exists(), "the instance secret is created");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(dir.path().join("data/latchkey.db").exists(), "the SQLite database is created");
+    let keys = cli(&[], dir.path(), &["keys", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 3, "one key per algorithm");
+
+    let org = cli(&[], dir.path(), &["org", "create", "acme"]);
+    let client = cli(&[], dir.path(), &["client", "create", "--org", org["id"].as_str().unwrap(), "--name", "svc", "--grant-types", "client_credentials"]);
+    let (id, secret) = (client["client_id"].as_str().unwrap(), client["client_secret"].as_str().unwrap());
+
+    // A request in flight when SIGTERM arrives: headers and half the body sent first.
+    let host = node.base.strip_prefix("http://").unwrap().to_string();
+    let body = "grant_type=client_credentials";
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{id}:{secret}"));
+    let mut s = TcpStream::connect(&host).unwrap();
+    write!(
+        s,
+        "POST /oauth2/token HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    node.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    s.write_all(body[10..].as_bytes()).unwrap();
+    let (status, json) = read_response(&mut s);
+    assert_eq!(status, 200, "the in-flight request finishes: {json}");
+    assert!(json["access_token"].is_string());
+    let exit = node.wait_exit(Duration::from_secs(35));
+    assert!(exit.success(), "clean exit after SIGTERM: {exit:?}");
+}
+
+#[test]
+fn ctrl_c_also_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::spawn(&[("LATCHKEY_SECRET".into(), SECRET_B64.into())], dir.path());
+    node.signal("INT");
+    let exit = node.wait_exit(Duration::from_secs(35));
+    assert!(exit.success(), "{exit:?}");
+    assert!(!dir.path().join("keys/latchkey.secret").exists(), "LATCHKEY_SECRET set: no secret file");
+}
+
+#[test]
+fn two_nodes_on_one_database_behave_as_one_server() {
+    // On PostgreSQL when TEST_DATABASE_URL names one; otherwise two processes on one SQLite file.
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![("DATABASE_URL".to_string(), db.url.clone()), ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string())];
+    let a = Node::spawn(&env, dir.path());
+    let b = Node::spawn(&env, dir.path());
+    let jwks = |n: &Node| -> Value {
+        let host = n.base.strip_prefix("http://").unwrap();
+        let mut s = TcpStream::connect(host).unwrap();
+        write!(s, "GET /jwks.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        read_response(&mut s).1
+    };
+    assert_eq!(jwks(&a), jwks(&b), "both nodes publish the same keys");
+
+    let org = cli(&env, dir.path(), &["org", "create", "acme"]);
+    let client = cli(&env, dir.path(), &["client", "create", "--org", org["id"].as_str().unwrap(), "--name", "svc", "--grant-types", "client_credentials"]);
+    let creds = (client["client_id"].as_str().unwrap(), client["client_secret"].as_str().unwrap());
+
+    let (status, tok) = post_form(&a.base, "/oauth2/token", creds, "grant_type=client_credentials");
+    assert_eq!(status, 200);
+    let token = tok["access_token"].as_str().unwrap();
+    let form = format!("token={token}");
+    let (_, intro) = post_form(&b.base, "/oauth2/introspect", creds, &form);
+    assert_eq!(intro["active"], true, "a token from A introspects on B");
+    assert_eq!(intro["iss"], "http://latchkey.test");
+
+    let (status, _) = post_form(&b.base, "/oauth2/revoke", creds, &form);
+    assert_eq!(status, 200);
+    let (_, intro) = post_form(&a.base, "/oauth2/introspect", creds, &form);
+    assert_eq!(intro, json!({"active": false}), "a revocation on B is seen by A on the next request");
+
+    // A client created after both started is known to both at once.
+    let c2 = cli(&env, dir.path(), &["client", "create", "--org", "acme", "--name", "late", "--grant-types", "client_credentials"]);
+    let creds2 = (c2["client_id"].as_str().unwrap(), c2["client_secret"].as_str().unwrap());
+    assert_eq!(post_form(&b.base, "/oauth2/token", creds2, "grant_type=client_credentials").0, 200);
+}

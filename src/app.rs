@@ -34,7 +34,10 @@ pub struct AppState {
 /// Opens the store, runs migrations, checks the instance secret against the database, creates
 /// the signing keys when there are none, and loads them.
 pub fn prepare(config: Config) -> anyhow::Result<AppState> {
-    let secrets = Arc::new(crypto::load_or_create_secret(config.secret.as_deref(), &config.secret_file)?);
+    let secrets = Arc::new(crypto::load_or_create_secret(
+        config.secret.as_deref(),
+        &config.secret_file,
+    )?);
     let store = Store::open(&config.database_url)?;
     let applied = store.migrate()?;
     if applied > 0 {
@@ -45,17 +48,20 @@ pub fn prepare(config: Config) -> anyhow::Result<AppState> {
     {
         let mut conn = store.conn().map_err(|e| anyhow::anyhow!("{e}"))?;
         let now = store::now();
-        let created = store::keys::ensure_keys(&mut conn, &secrets, now).map_err(|e| anyhow::anyhow!("cannot create signing keys: {e}"))?;
+        let created = store::keys::ensure_keys(&mut conn, &secrets, now)
+            .map_err(|e| anyhow::anyhow!("cannot create signing keys: {e}"))?;
         for kid in created {
             tracing::info!(%kid, "created a signing key");
         }
-        let rows = store::keys::list_published(&mut conn, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rows =
+            store::keys::list_published(&mut conn, now).map_err(|e| anyhow::anyhow!("{e}"))?;
         keys.replace(&rows, &secrets)?;
     }
     // Resource servers may cache the key set, but never past the pre-publication window:
     // a rotated-in key must reach them before it signs.
     let max_age = (config.key_prepublish.as_secs() / 2).min(300);
-    let jwks_cache_control = HeaderValue::from_str(&format!("public, max-age={max_age}")).expect("ascii header");
+    let jwks_cache_control =
+        HeaderValue::from_str(&format!("public, max-age={max_age}")).expect("ascii header");
     Ok(AppState {
         metadata: oauth::discovery::metadata_document(&config).to_string(),
         token_endpoint: config.endpoint("/oauth2/token"),
@@ -118,7 +124,11 @@ pub fn spawn_background(state: web::Data<AppState>) -> Vec<actix_rt::task::JoinH
         let mut tick = actix_rt::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
-            match state.store.run(|c| store::tokens::purge_expired(c, store::now())).await {
+            match state
+                .store
+                .run(|c| store::tokens::purge_expired(c, store::now()))
+                .await
+            {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "expired token state purged"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot purge expired token state"),
@@ -148,7 +158,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let issuer = config.issuer.clone();
     let database = format!("{:?}", config.database_url);
     let state = web::Data::new(prepare(config)?);
-    let listener = TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    let listener =
+        TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     let server = server(state.clone(), listener)?;
     let handle = server.handle();
     let tasks = spawn_background(state);
@@ -166,7 +177,10 @@ async fn stop_on_signal(handle: ServerHandle) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return;
         };
@@ -191,7 +205,10 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = {
         let store = state.store.clone();
-        web::block(move || store.ping()).await.map(|r| r.is_ok()).unwrap_or(false)
+        web::block(move || store.ping())
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
     };
     let keys = state.keys.snapshot().complete(store::now());
     let body = json!({
@@ -207,5 +224,6 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(json!({"error": "not_found", "error_description": "no such endpoint"}))
+    HttpResponse::NotFound()
+        .json(json!({"error": "not_found", "error_description": "no such endpoint"}))
 }

@@ -17,7 +17,11 @@ use crate::oauth::scope::ScopeSet;
 use crate::store::{self, clients, orgs, Store, StoreError};
 
 #[derive(Parser)]
-#[command(name = "latchkey", version, about = "OAuth 2.0 / OpenID Connect authorization server and API-key service")]
+#[command(
+    name = "latchkey",
+    version,
+    about = "OAuth 2.0 / OpenID Connect authorization server and API-key service"
+)]
 struct Cli {
     /// Configuration file (default: ./latchkey.toml when it exists).
     #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
@@ -40,7 +44,7 @@ enum Command {
     Org(OrgCommand),
     /// Manage OAuth clients.
     #[command(subcommand)]
-    Client(ClientCommand),
+    Client(Box<ClientCommand>),
 }
 
 #[derive(Subcommand)]
@@ -130,13 +134,31 @@ impl ClientOptions {
     fn to_spec(&self, creating: bool) -> anyhow::Result<ClientSpec> {
         let jwks = match &self.jwks {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --jwks {}", path.display()))?;
-                Some(serde_json::from_str::<Value>(&text).with_context(|| format!("--jwks {} is not JSON", path.display()))?)
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --jwks {}", path.display()))?;
+                Some(
+                    serde_json::from_str::<Value>(&text)
+                        .with_context(|| format!("--jwks {} is not JSON", path.display()))?,
+                )
             }
             None => None,
         };
-        let flag = |set: bool| if set { Some(true) } else if creating { Some(false) } else { None };
-        let list = |v: &Vec<String>| if v.is_empty() && !creating { None } else { Some(v.clone()) };
+        let flag = |set: bool| {
+            if set {
+                Some(true)
+            } else if creating {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        let list = |v: &Vec<String>| {
+            if v.is_empty() && !creating {
+                None
+            } else {
+                Some(v.clone())
+            }
+        };
         Ok(ClientSpec {
             name: self.name.clone(),
             grant_types: self.grant_types.as_ref().map(|g| vec![g.clone()]),
@@ -230,7 +252,7 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
             let row = orgs::create(&mut conn, &name, store::now()).map_err(store_err)?;
             Ok(serde_json::to_value(orgs::OrgView::of(&row))?)
         }
-        Command::Client(c) => client_command(c, &config),
+        Command::Client(c) => client_command(*c, &config),
     }
 }
 
@@ -247,7 +269,9 @@ fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> 
     let mut conn = store.conn().map_err(store_err)?;
     let now = store::now();
     // Activation waits for the pre-publication window plus one key reload of every node.
-    let delay = (config.key_prepublish + config.key_reload_interval()).as_secs_f64().ceil() as i64;
+    let delay = (config.key_prepublish + config.key_reload_interval())
+        .as_secs_f64()
+        .ceil() as i64;
     let longest = config.longest_token_ttl().as_secs() as i64;
     match command {
         KeysCommand::List => {
@@ -256,8 +280,13 @@ fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> 
         }
         KeysCommand::Generate { alg } => {
             let alg = parse_alg(&alg)?;
-            let row = store::keys::generate(&mut conn, &secrets, alg, now, delay).map_err(store_err)?;
-            eprintln!("key {} published now; it signs from {}", row.kid, crate::rfc3339(row.activates_at));
+            let row =
+                store::keys::generate(&mut conn, &secrets, alg, now, delay).map_err(store_err)?;
+            eprintln!(
+                "key {} published now; it signs from {}",
+                row.kid,
+                crate::rfc3339(row.activates_at)
+            );
             Ok(key_view(&row, now, false))
         }
         KeysCommand::Rotate { alg } => {
@@ -268,12 +297,17 @@ fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> 
             let mut out = Vec::new();
             for alg in algs {
                 let (row, retiring) =
-                    store::keys::rotate(&mut conn, &secrets, alg, now, delay, longest).map_err(store_err)?;
+                    store::keys::rotate(&mut conn, &secrets, alg, now, delay, longest)
+                        .map_err(store_err)?;
                 eprintln!(
                     "{alg}: key {} signs from {}; {} retire then",
                     row.kid,
                     crate::rfc3339(row.activates_at),
-                    if retiring.is_empty() { "no keys".to_string() } else { retiring.join(", ") }
+                    if retiring.is_empty() {
+                        "no keys".to_string()
+                    } else {
+                        retiring.join(", ")
+                    }
                 );
                 out.push(json!({ "key": key_view(&row, now, false), "retiring": retiring }));
             }
@@ -281,7 +315,10 @@ fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> 
         }
         KeysCommand::Retire { kid } => {
             let row = store::keys::retire(&mut conn, &kid, now, longest).map_err(store_err)?;
-            eprintln!("key {kid} no longer signs; it leaves the JWKS at {}", crate::rfc3339(row.publish_until.unwrap_or(now)));
+            eprintln!(
+                "key {kid} no longer signs; it leaves the JWKS at {}",
+                crate::rfc3339(row.publish_until.unwrap_or(now))
+            );
             Ok(key_view(&row, now, false))
         }
     }
@@ -353,7 +390,15 @@ fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Val
             let mut client = apply_spec(blank, &spec).map_err(|e| anyhow!("{e}"))?;
             let secret = set_secret(&mut client, &secrets);
             clients::insert(&mut conn, &client).map_err(store_err)?;
-            eprintln!("client {} created{}", client.client_id, if secret.is_some() { "; copy its client_secret now, it is not shown again" } else { "" });
+            eprintln!(
+                "client {} created{}",
+                client.client_id,
+                if secret.is_some() {
+                    "; copy its client_secret now, it is not shown again"
+                } else {
+                    ""
+                }
+            );
             Ok(serde_json::to_value(ClientView::of(&client, secret))?)
         }
         ClientCommand::Update { client_id, options } => {
@@ -383,7 +428,11 @@ fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Val
         ClientCommand::List { org } => {
             let org = orgs::find(&mut conn, &org).map_err(store_err)?;
             let list = clients::list_for_org(&mut conn, &org.id).map_err(store_err)?;
-            Ok(serde_json::to_value(list.iter().map(|c| ClientView::of(c, None)).collect::<Vec<_>>())?)
+            Ok(serde_json::to_value(
+                list.iter()
+                    .map(|c| ClientView::of(c, None))
+                    .collect::<Vec<_>>(),
+            )?)
         }
     }
 }
@@ -401,7 +450,10 @@ fn set_secret(client: &mut Client, secrets: &Secrets) -> Option<String> {
         client.secret_enc = Some(secrets.encrypt(secret.as_bytes(), client.client_id.as_bytes()));
         client.secret_hash = None;
     } else {
-        client.secret_hash = Some(secrets.hash(Purpose::StoredSecret, &secret_hash_input(&client.client_id, &secret)));
+        client.secret_hash = Some(secrets.hash(
+            Purpose::StoredSecret,
+            &secret_hash_input(&client.client_id, &secret),
+        ));
         client.secret_enc = None;
     }
     Some(secret)

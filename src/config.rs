@@ -23,21 +23,81 @@ struct Setting {
 }
 
 const SETTINGS: &[Setting] = &[
-    Setting { env: "LATCHKEY_ISSUER", key: "issuer", default: Some("http://127.0.0.1:8080") },
-    Setting { env: "LATCHKEY_BIND", key: "bind", default: Some("127.0.0.1:8080") },
-    Setting { env: "DATABASE_URL", key: "database_url", default: Some("./data/latchkey.db") },
-    Setting { env: "LATCHKEY_SECRET", key: "secret", default: None },
-    Setting { env: "LATCHKEY_KEY_PREFIX", key: "key_prefix", default: None },
-    Setting { env: "LATCHKEY_ACCESS_TOKEN_TTL", key: "access_token_ttl", default: Some("900s") },
-    Setting { env: "LATCHKEY_ID_TOKEN_TTL", key: "id_token_ttl", default: Some("3600s") },
-    Setting { env: "LATCHKEY_REFRESH_TOKEN_TTL", key: "refresh_token_ttl", default: Some("30d") },
-    Setting { env: "LATCHKEY_REFRESH_IDLE_TTL", key: "refresh_idle_ttl", default: Some("7d") },
-    Setting { env: "LATCHKEY_REFRESH_REUSE_GRACE", key: "refresh_reuse_grace", default: Some("0s") },
-    Setting { env: "LATCHKEY_SESSION_TTL", key: "session_ttl", default: Some("12h") },
-    Setting { env: "LATCHKEY_KEY_PREPUBLISH", key: "key_prepublish", default: Some("10m") },
-    Setting { env: "LATCHKEY_TRUSTED_PROXIES", key: "trusted_proxies", default: Some("") },
-    Setting { env: "LATCHKEY_LOG", key: "log", default: Some("info") },
-    Setting { env: "LATCHKEY_LOG_FORMAT", key: "log_format", default: Some("text") },
+    Setting {
+        env: "LATCHKEY_ISSUER",
+        key: "issuer",
+        default: Some("http://127.0.0.1:8080"),
+    },
+    Setting {
+        env: "LATCHKEY_BIND",
+        key: "bind",
+        default: Some("127.0.0.1:8080"),
+    },
+    Setting {
+        env: "DATABASE_URL",
+        key: "database_url",
+        default: Some("./data/latchkey.db"),
+    },
+    Setting {
+        env: "LATCHKEY_SECRET",
+        key: "secret",
+        default: None,
+    },
+    Setting {
+        env: "LATCHKEY_KEY_PREFIX",
+        key: "key_prefix",
+        default: None,
+    },
+    Setting {
+        env: "LATCHKEY_ACCESS_TOKEN_TTL",
+        key: "access_token_ttl",
+        default: Some("900s"),
+    },
+    Setting {
+        env: "LATCHKEY_ID_TOKEN_TTL",
+        key: "id_token_ttl",
+        default: Some("3600s"),
+    },
+    Setting {
+        env: "LATCHKEY_REFRESH_TOKEN_TTL",
+        key: "refresh_token_ttl",
+        default: Some("30d"),
+    },
+    Setting {
+        env: "LATCHKEY_REFRESH_IDLE_TTL",
+        key: "refresh_idle_ttl",
+        default: Some("7d"),
+    },
+    Setting {
+        env: "LATCHKEY_REFRESH_REUSE_GRACE",
+        key: "refresh_reuse_grace",
+        default: Some("0s"),
+    },
+    Setting {
+        env: "LATCHKEY_SESSION_TTL",
+        key: "session_ttl",
+        default: Some("12h"),
+    },
+    Setting {
+        env: "LATCHKEY_KEY_PREPUBLISH",
+        key: "key_prepublish",
+        default: Some("10m"),
+    },
+    Setting {
+        env: "LATCHKEY_TRUSTED_PROXIES",
+        key: "trusted_proxies",
+        default: Some(""),
+    },
+    Setting {
+        env: "LATCHKEY_LOG",
+        key: "log",
+        default: Some("info"),
+    },
+    Setting {
+        env: "LATCHKEY_LOG_FORMAT",
+        key: "log_format",
+        default: Some("text"),
+    },
 ];
 
 /// Variables with the `LATCHKEY_` prefix that are not settings but are still ours.
@@ -54,7 +114,11 @@ pub enum ConfigError {
 }
 
 fn known_names() -> String {
-    SETTINGS.iter().map(|s| s.env).collect::<Vec<_>>().join(", ")
+    SETTINGS
+        .iter()
+        .map(|s| s.env)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,17 +223,22 @@ impl Config {
     }
 
     /// Builds the configuration from a file's text and an environment (pure, for tests).
-    pub fn from_sources(file: Option<&str>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    pub fn from_sources(
+        file: Option<&str>,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
         let mut values: Vec<Option<(String, String)>> = SETTINGS
             .iter()
             .map(|s| s.default.map(|d| (s.env.to_string(), d.to_string())))
             .collect();
 
         if let Some(text) = file {
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-                path: "latchkey.toml".into(),
-                reason: e.message().to_string(),
-            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::File {
+                        path: "latchkey.toml".into(),
+                        reason: e.message().to_string(),
+                    })?;
             for (key, value) in table {
                 let index = SETTINGS
                     .iter()
@@ -192,13 +261,18 @@ impl Config {
         }
 
         let get = |env: &str| -> Option<(String, String)> {
-            let index = SETTINGS.iter().position(|s| s.env == env).expect("known setting");
+            let index = SETTINGS
+                .iter()
+                .position(|s| s.env == env)
+                .expect("known setting");
             values[index].clone()
         };
-        let required = |env: &str| -> (String, String) {
-            get(env).expect("setting with a default")
+        let required =
+            |env: &str| -> (String, String) { get(env).expect("setting with a default") };
+        let invalid = |name: &str, reason: String| ConfigError::Invalid {
+            name: name.to_string(),
+            reason,
         };
-        let invalid = |name: &str, reason: String| ConfigError::Invalid { name: name.to_string(), reason };
 
         let (name, issuer) = required("LATCHKEY_ISSUER");
         let issuer = parse_issuer(&issuer).map_err(|r| invalid(&name, r))?;
@@ -222,10 +296,15 @@ impl Config {
         let key_prefix = match get("LATCHKEY_KEY_PREFIX") {
             Some((name, value)) if !value.is_empty() => {
                 let ok = value.len() <= 16
-                    && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
                     && value.chars().next().is_some_and(|c| c.is_ascii_lowercase());
                 if !ok {
-                    return Err(invalid(&name, "expected 1-16 lowercase letters or digits, starting with a letter".into()));
+                    return Err(invalid(
+                        &name,
+                        "expected 1-16 lowercase letters or digits, starting with a letter".into(),
+                    ));
                 }
                 Some(value)
             }
@@ -251,12 +330,18 @@ impl Config {
             ("LATCHKEY_SESSION_TTL", session_ttl),
         ] {
             if d.is_zero() {
-                return Err(invalid(&required(env).0, "must be at least 1 second".into()));
+                return Err(invalid(
+                    &required(env).0,
+                    "must be at least 1 second".into(),
+                ));
             }
         }
         if refresh_reuse_grace > Duration::from_secs(60) {
             let name = required("LATCHKEY_REFRESH_REUSE_GRACE").0;
-            return Err(invalid(&name, "at most 60 seconds (RFC 9700 §4.14: a longer window invites replay)".into()));
+            return Err(invalid(
+                &name,
+                "at most 60 seconds (RFC 9700 §4.14: a longer window invites replay)".into(),
+            ));
         }
 
         let (name, proxies) = required("LATCHKEY_TRUSTED_PROXIES");
@@ -275,7 +360,12 @@ impl Config {
         let log_format = match format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid(&name, format!("{other:?} is neither text nor json"))),
+            other => {
+                return Err(invalid(
+                    &name,
+                    format!("{other:?} is neither text nor json"),
+                ))
+            }
         };
 
         Ok(Config {
@@ -364,7 +454,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 900s, 15m, 12h, 30d"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 900s, 15m, 12h, 30d"))?;
     if d.subsec_nanos() != 0 {
         return Err(format!("{s:?} is not a whole number of seconds"));
     }
@@ -386,14 +477,20 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_the_embedded_default() {
         let c = Config::from_sources(None, &[]).unwrap();
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
-        assert_eq!(c.database_url, DatabaseUrl::Sqlite("./data/latchkey.db".into()));
+        assert_eq!(
+            c.database_url,
+            DatabaseUrl::Sqlite("./data/latchkey.db".into())
+        );
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 86400));
         assert_eq!(c.key_prepublish, Duration::from_secs(600));
@@ -402,18 +499,33 @@ mod tests {
     #[test]
     fn an_unknown_variable_is_named() {
         let e = Config::from_sources(None, &env(&[("LATCHKEY_ACCES_TOKEN_TTL", "5")])).unwrap_err();
-        assert!(e.to_string().starts_with("unknown setting LATCHKEY_ACCES_TOKEN_TTL"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("unknown setting LATCHKEY_ACCES_TOKEN_TTL"),
+            "{e}"
+        );
     }
 
     #[test]
     fn an_invalid_value_is_named() {
-        let e = Config::from_sources(None, &env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "soon")])).unwrap_err();
-        assert!(e.to_string().starts_with("invalid setting LATCHKEY_ACCESS_TOKEN_TTL"), "{e}");
-        let e = Config::from_sources(None, &env(&[("LATCHKEY_REFRESH_REUSE_GRACE", "61")])).unwrap_err();
-        assert!(e.to_string().contains("LATCHKEY_REFRESH_REUSE_GRACE"), "{e}");
-        let e = Config::from_sources(None, &env(&[("LATCHKEY_ISSUER", "https://a.example/?x=1")])).unwrap_err();
+        let e =
+            Config::from_sources(None, &env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "soon")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid setting LATCHKEY_ACCESS_TOKEN_TTL"),
+            "{e}"
+        );
+        let e = Config::from_sources(None, &env(&[("LATCHKEY_REFRESH_REUSE_GRACE", "61")]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("LATCHKEY_REFRESH_REUSE_GRACE"),
+            "{e}"
+        );
+        let e = Config::from_sources(None, &env(&[("LATCHKEY_ISSUER", "https://a.example/?x=1")]))
+            .unwrap_err();
         assert!(e.to_string().contains("LATCHKEY_ISSUER"), "{e}");
-        let e = Config::from_sources(None, &env(&[("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/33")])).unwrap_err();
+        let e = Config::from_sources(None, &env(&[("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/33")]))
+            .unwrap_err();
         assert!(e.to_string().contains("LATCHKEY_TRUSTED_PROXIES"), "{e}");
         let e = Config::from_sources(None, &env(&[("LATCHKEY_SECRET", "c2hvcnQ=")])).unwrap_err();
         assert!(e.to_string().contains("LATCHKEY_SECRET"), "{e}");
@@ -422,7 +534,8 @@ mod tests {
     #[test]
     fn the_file_is_read_and_the_environment_wins() {
         let file = "issuer = \"https://auth.example.com/\"\naccess_token_ttl = 60\ntrusted_proxies = [\"10.0.0.0/8\"]\n";
-        let c = Config::from_sources(Some(file), &env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "2m")])).unwrap();
+        let c =
+            Config::from_sources(Some(file), &env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "2m")])).unwrap();
         assert_eq!(c.issuer, "https://auth.example.com");
         assert_eq!(c.access_token_ttl, Duration::from_secs(120));
         assert_eq!(c.trusted_proxies.len(), 1);

@@ -21,7 +21,11 @@ const MIN_SECRET_BYTES: usize = 32;
 
 /// Parses the `LATCHKEY_SECRET` list; each entry must decode to at least 32 bytes.
 pub fn parse_secret_list(value: &str) -> Result<Vec<Vec<u8>>, String> {
-    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let entries: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if entries.is_empty() {
         return Err("empty; expected base64 of at least 32 random bytes".into());
     }
@@ -49,13 +53,16 @@ pub fn parse_secret_list(value: &str) -> Result<Vec<Vec<u8>>, String> {
 /// creating that file (mode 0600) with 32 fresh random bytes the first time.
 pub fn load_or_create_secret(configured: Option<&str>, file: &Path) -> anyhow::Result<Secrets> {
     if let Some(value) = configured {
-        let list = parse_secret_list(value).map_err(|e| anyhow::anyhow!("invalid setting LATCHKEY_SECRET: {e}"))?;
+        let list = parse_secret_list(value)
+            .map_err(|e| anyhow::anyhow!("invalid setting LATCHKEY_SECRET: {e}"))?;
         return Ok(Secrets::new(&list));
     }
     if file.exists() {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("cannot read the instance secret {}: {e}", file.display()))?;
-        let list = parse_secret_list(&text).map_err(|e| anyhow::anyhow!("invalid instance secret in {}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            anyhow::anyhow!("cannot read the instance secret {}: {e}", file.display())
+        })?;
+        let list = parse_secret_list(&text)
+            .map_err(|e| anyhow::anyhow!("invalid instance secret in {}: {e}", file.display()))?;
         return Ok(Secrets::new(&list));
     }
     let mut bytes = [0u8; 32];
@@ -74,10 +81,11 @@ pub fn load_or_create_secret(configured: Option<&str>, file: &Path) -> anyhow::R
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options
-        .open(file)
-        .map_err(|e| anyhow::anyhow!("cannot create the instance secret {}: {e}", file.display()))?;
-    writeln!(f, "{encoded}").map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    let mut f = options.open(file).map_err(|e| {
+        anyhow::anyhow!("cannot create the instance secret {}: {e}", file.display())
+    })?;
+    writeln!(f, "{encoded}")
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
     tracing::info!(path = %file.display(), "created a new instance secret");
     Ok(Secrets::new(&[bytes.to_vec()]))
 }
@@ -129,7 +137,9 @@ impl hkdf::KeyType for Len {
 
 fn derive(prk: &hkdf::Prk, label: &[u8]) -> [u8; 32] {
     let info = [label];
-    let okm = prk.expand(&info, Len(32)).expect("32 bytes is within HKDF-SHA-256 limits");
+    let okm = prk
+        .expand(&info, Len(32))
+        .expect("32 bytes is within HKDF-SHA-256 limits");
     let mut out = [0u8; 32];
     okm.fill(&mut out).expect("length matches");
     out
@@ -167,7 +177,9 @@ impl Secrets {
         let Ok(tag) = URL_SAFE_NO_PAD.decode(stored) else {
             return false;
         };
-        self.keys.iter().any(|k| hmac::verify(k.hmac(purpose), data, &tag).is_ok())
+        self.keys
+            .iter()
+            .any(|k| hmac::verify(k.hmac(purpose), data, &tag).is_ok())
     }
 
     /// Whether the newest secret produced `stored` (so that an older one can be replaced).
@@ -186,7 +198,11 @@ impl Secrets {
         let mut buf = plaintext.to_vec();
         self.keys[0]
             .encryption
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context),
+                &mut buf,
+            )
             .expect("AES-GCM sealing of an in-memory buffer cannot fail");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
@@ -202,14 +218,19 @@ impl Secrets {
         self.keys.iter().find_map(|k| {
             let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
             let mut buf = sealed.to_vec();
-            let plain = k.encryption.open_in_place(nonce, Aad::from(context), &mut buf).ok()?;
+            let plain = k
+                .encryption
+                .open_in_place(nonce, Aad::from(context), &mut buf)
+                .ok()?;
             Some(plain.to_vec())
         })
     }
 }
 
 pub fn fill_random(buf: &mut [u8]) {
-    SystemRandom::new().fill(buf).expect("the operating system's random source failed");
+    SystemRandom::new()
+        .fill(buf)
+        .expect("the operating system's random source failed");
 }
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

@@ -82,29 +82,44 @@ fn b64(bytes: &[u8]) -> String {
 pub fn thumbprint(jwk: &Value) -> Option<String> {
     let s = |k: &str| jwk.get(k).and_then(Value::as_str);
     let canonical = match s("kty")? {
-        "EC" => format!(r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#, s("crv")?, s("x")?, s("y")?),
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            s("crv")?,
+            s("x")?,
+            s("y")?
+        ),
         "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e")?, s("n")?),
         "OKP" => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, s("crv")?, s("x")?),
         _ => return None,
     };
-    Some(b64(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref()))
+    Some(b64(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    )
+    .as_ref()))
 }
 
 pub fn generate(alg: Alg) -> anyhow::Result<GeneratedKey> {
     let rng = SystemRandom::new();
     let (pkcs8, mut jwk) = match alg {
         Alg::ES256 => {
-            let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| anyhow::anyhow!("ECDSA key generation failed"))?;
-            let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng)
-                .map_err(|e| anyhow::anyhow!("generated ECDSA key rejected: {e}"))?;
+            let doc =
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| anyhow::anyhow!("ECDSA key generation failed"))?;
+            let pair = EcdsaKeyPair::from_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                doc.as_ref(),
+                &rng,
+            )
+            .map_err(|e| anyhow::anyhow!("generated ECDSA key rejected: {e}"))?;
             // Uncompressed point: 0x04 ‖ x ‖ y.
             let point = pair.public_key().as_ref();
             let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])});
             (doc.as_ref().to_vec(), jwk)
         }
         Alg::EdDSA => {
-            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+            let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
                 .map_err(|e| anyhow::anyhow!("generated Ed25519 key rejected: {e}"))?;
             let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())});
@@ -116,18 +131,26 @@ pub fn generate(alg: Alg) -> anyhow::Result<GeneratedKey> {
             use rsa::traits::PublicKeyParts;
             let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
                 .map_err(|e| anyhow::anyhow!("RSA key generation failed: {e}"))?;
-            let der = key.to_pkcs8_der().map_err(|e| anyhow::anyhow!("RSA key encoding failed: {e}"))?;
+            let der = key
+                .to_pkcs8_der()
+                .map_err(|e| anyhow::anyhow!("RSA key encoding failed: {e}"))?;
             let jwk = json!({"kty": "RSA", "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())});
             (der.as_bytes().to_vec(), jwk)
         }
     };
-    let kid = thumbprint(&jwk).ok_or_else(|| anyhow::anyhow!("cannot compute the key's thumbprint"))?;
+    let kid =
+        thumbprint(&jwk).ok_or_else(|| anyhow::anyhow!("cannot compute the key's thumbprint"))?;
     if let Value::Object(map) = &mut jwk {
         map.insert("use".into(), json!("sig"));
         map.insert("alg".into(), json!(alg.as_str()));
         map.insert("kid".into(), json!(kid));
     }
-    Ok(GeneratedKey { kid, alg, public_jwk: jwk, pkcs8 })
+    Ok(GeneratedKey {
+        kid,
+        alg,
+        public_jwk: jwk,
+        pkcs8,
+    })
 }
 
 enum Signer {
@@ -152,18 +175,30 @@ pub struct LoadedKey {
 
 impl LoadedKey {
     fn from_row(row: &KeyRow, secrets: &Secrets) -> anyhow::Result<LoadedKey> {
-        let alg = Alg::parse(&row.alg).ok_or_else(|| anyhow::anyhow!("key {} has an unknown alg {}", row.kid, row.alg))?;
-        let pkcs8 = secrets.decrypt(&row.private_key, row.kid.as_bytes()).ok_or_else(|| {
-            anyhow::anyhow!("key {} cannot be decrypted with the configured instance secret", row.kid)
-        })?;
+        let alg = Alg::parse(&row.alg)
+            .ok_or_else(|| anyhow::anyhow!("key {} has an unknown alg {}", row.kid, row.alg))?;
+        let pkcs8 = secrets
+            .decrypt(&row.private_key, row.kid.as_bytes())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "key {} cannot be decrypted with the configured instance secret",
+                    row.kid
+                )
+            })?;
         let rng = SystemRandom::new();
         let signer = match alg {
             Alg::ES256 => Signer::Ecdsa(
                 EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
                     .map_err(|e| anyhow::anyhow!("key {}: {e}", row.kid))?,
             ),
-            Alg::RS256 => Signer::Rsa(RsaKeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("key {}: {e}", row.kid))?),
-            Alg::EdDSA => Signer::Ed(Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| anyhow::anyhow!("key {}: {e}", row.kid))?),
+            Alg::RS256 => Signer::Rsa(
+                RsaKeyPair::from_pkcs8(&pkcs8)
+                    .map_err(|e| anyhow::anyhow!("key {}: {e}", row.kid))?,
+            ),
+            Alg::EdDSA => Signer::Ed(
+                Ed25519KeyPair::from_pkcs8(&pkcs8)
+                    .map_err(|e| anyhow::anyhow!("key {}: {e}", row.kid))?,
+            ),
         };
         let public_jwk: Value = serde_json::from_str(&row.public_jwk)?;
         let jwk: Jwk = serde_json::from_value(public_jwk.clone())?;
@@ -204,7 +239,10 @@ impl LoadedKey {
     }
 
     /// A compact JWS with `typ: at+jwt` (RFC 9068 access tokens).
-    pub fn sign_access_token(&self, claims: &impl Serialize) -> Result<String, ring::error::Unspecified> {
+    pub fn sign_access_token(
+        &self,
+        claims: &impl Serialize,
+    ) -> Result<String, ring::error::Unspecified> {
         self.sign_with_header(&self.access_token_header, claims)
     }
 
@@ -214,7 +252,11 @@ impl LoadedKey {
         self.sign_with_header(&b64(header.to_string().as_bytes()), claims)
     }
 
-    fn sign_with_header(&self, header_b64: &str, claims: &impl Serialize) -> Result<String, ring::error::Unspecified> {
+    fn sign_with_header(
+        &self,
+        header_b64: &str,
+        claims: &impl Serialize,
+    ) -> Result<String, ring::error::Unspecified> {
         let payload = serde_json::to_vec(claims).map_err(|_| ring::error::Unspecified)?;
         let mut token = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 400);
         token.push_str(header_b64);
@@ -254,7 +296,12 @@ impl KeySet {
     /// SPEC §2: the keys that sign now, will sign within the pre-publication window, or signed
     /// a token that has not yet expired.
     pub fn jwks(&self, now: i64) -> Value {
-        let keys: Vec<&Value> = self.keys.iter().filter(|k| k.published_at(now)).map(|k| &k.public_jwk).collect();
+        let keys: Vec<&Value> = self
+            .keys
+            .iter()
+            .filter(|k| k.published_at(now))
+            .map(|k| &k.public_jwk)
+            .collect();
         json!({ "keys": keys })
     }
 }
@@ -273,7 +320,9 @@ impl Default for KeyRing {
 
 impl KeyRing {
     pub fn new() -> KeyRing {
-        KeyRing { current: Arc::new(RwLock::new(Arc::new(KeySet::empty()))) }
+        KeyRing {
+            current: Arc::new(RwLock::new(Arc::new(KeySet::empty()))),
+        }
     }
 
     pub fn snapshot(&self) -> Arc<KeySet> {
@@ -300,7 +349,11 @@ impl KeyRing {
                 _ => keys.push(Arc::new(LoadedKey::from_row(row, secrets)?)),
             }
         }
-        keys.sort_by(|a, b| b.activates_at.cmp(&a.activates_at).then_with(|| a.kid.cmp(&b.kid)));
+        keys.sort_by(|a, b| {
+            b.activates_at
+                .cmp(&a.activates_at)
+                .then_with(|| a.kid.cmp(&b.kid))
+        });
         let set = Arc::new(KeySet { keys });
         match self.current.write() {
             Ok(mut guard) => *guard = set,
@@ -324,7 +377,10 @@ mod tests {
             "alg": "RS256",
             "kid": "2011-04-29"
         });
-        assert_eq!(thumbprint(&jwk).unwrap(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&jwk).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
@@ -343,7 +399,9 @@ mod tests {
                 publish_until: None,
             };
             let loaded = LoadedKey::from_row(&row, &secrets).unwrap();
-            let token = loaded.sign_access_token(&json!({"sub": "x", "exp": 4102444800u64})).unwrap();
+            let token = loaded
+                .sign_access_token(&json!({"sub": "x", "exp": 4102444800u64}))
+                .unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -355,7 +413,12 @@ mod tests {
             let mut bad = token.clone().into_bytes();
             let i = bad.len() - 3;
             bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
-            assert!(jsonwebtoken::decode::<Value>(std::str::from_utf8(&bad).unwrap(), &loaded.decoding, &v).is_err());
+            assert!(jsonwebtoken::decode::<Value>(
+                std::str::from_utf8(&bad).unwrap(),
+                &loaded.decoding,
+                &v
+            )
+            .is_err());
         }
     }
 }

@@ -12,7 +12,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 use tracing::Instrument;
 
 use crate::app::AppState;
@@ -21,14 +23,19 @@ use crate::config::{Config, LogFormat};
 /// Logs go to stderr (stdout is the CLI's JSON); `LATCHKEY_LOG` filters, `LATCHKEY_LOG_FORMAT`
 /// picks text or JSON lines.
 pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match config.log_format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
@@ -53,18 +60,29 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("latchkey_http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "latchkey_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("valid metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new("latchkey_http_request_duration_seconds", "HTTP request latency by route and status")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "latchkey_http_request_duration_seconds",
+                "HTTP request latency by route and status",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
             &["route", "status"],
         )
         .expect("valid metric");
         let tokens_issued = IntCounterVec::new(
-            Opts::new("latchkey_tokens_issued_total", "Access tokens issued by grant type"),
+            Opts::new(
+                "latchkey_tokens_issued_total",
+                "Access tokens issued by grant type",
+            ),
             &["grant"],
         )
         .expect("valid metric");
@@ -75,7 +93,12 @@ impl Metrics {
         ] {
             registry.register(m).expect("metric registered once");
         }
-        Metrics { registry, requests, latency, tokens_issued }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            tokens_issued,
+        }
     }
 
     pub fn render(&self) -> String {
@@ -95,16 +118,28 @@ pub async fn observe(
     let id = format!("req_{}", crate::crypto::random_base62(20));
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
     let metrics = req.app_data::<web::Data<AppState>>().cloned();
     let result = next.call(req).instrument(span.clone()).await;
     let mut res = result?;
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
     let status = res.status();
     if let Some(state) = metrics {
         let code = status.as_str();
-        state.metrics.requests.with_label_values(&[&route, method.as_str(), code]).inc();
-        state.metrics.latency.with_label_values(&[&route, code]).observe(start.elapsed().as_secs_f64());
+        state
+            .metrics
+            .requests
+            .with_label_values(&[&route, method.as_str(), code])
+            .inc();
+        state
+            .metrics
+            .latency
+            .with_label_values(&[&route, code])
+            .observe(start.elapsed().as_secs_f64());
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);

@@ -24,7 +24,10 @@ async fn stolen_mixed_up_and_misplaced_client_credentials_are_refused() {
     let (post, post_secret) = server.cc_client(&org, &["--auth-method", "client_secret_post"]);
 
     let (status, wrong) = error_of(server.token(&a, "not-the-secret", &[]).await).await;
-    assert_eq!((status, wrong["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, wrong["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     // Another client's id with A's secret, and an unknown id, look exactly like a wrong secret.
     let (status, other) = error_of(server.token(&b, &a_secret, &[]).await).await;
     assert_eq!(status, 401);
@@ -33,15 +36,26 @@ async fn stolen_mixed_up_and_misplaced_client_credentials_are_refused() {
     assert_eq!(unknown, wrong);
 
     let res = server.token(&a, "nope", &[]).await;
-    assert_eq!(res.headers()["www-authenticate"], "Basic realm=\"latchkey\"");
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Basic realm=\"latchkey\""
+    );
     assert_eq!(res.headers()["cache-control"], "no-store");
 
     // A method other than the registered one.
     let (status, body) = error_of(server.token(&post, &post_secret, &[]).await).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "post client over Basic");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "post client over Basic"
+    );
     let res = http()
         .post(server.url("/oauth2/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", a.as_str()), ("client_secret", a_secret.as_str())])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", a.as_str()),
+            ("client_secret", a_secret.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -51,15 +65,27 @@ async fn stolen_mixed_up_and_misplaced_client_credentials_are_refused() {
     let res = http()
         .post(server.url("/oauth2/token"))
         .basic_auth(&a, Some(&a_secret))
-        .form(&[("grant_type", "client_credentials"), ("client_id", a.as_str()), ("client_secret", a_secret.as_str())])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", a.as_str()),
+            ("client_secret", a_secret.as_str()),
+        ])
         .send()
         .await
         .unwrap();
     let (status, body) = error_of(res).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
 
     // No authentication, another scheme, garbage Basic.
-    let res = http().post(server.url("/oauth2/token")).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    let res = http()
+        .post(server.url("/oauth2/token"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     for auth in ["Bearer abc", "Basic !!!", "Basic Zm9v"] {
         let res = http()
@@ -79,29 +105,75 @@ async fn clients_get_only_the_grants_scopes_and_audiences_they_registered() {
     let org = server.org("acme");
     let (id, secret) = server.cc_client(&org, &["--audience", "https://api.acme.test"]);
 
-    let (status, body) = error_of(server.token(&id, &secret, &[("scope", "read admin")]).await).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
-    assert!(body["error_description"].as_str().unwrap().contains("admin"));
+    let (status, body) =
+        error_of(server.token(&id, &secret, &[("scope", "read admin")]).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("admin"));
     let (_, body) = error_of(server.token(&id, &secret, &[("scope", "read \"x")]).await).await;
     assert_eq!(body["error"], "invalid_scope");
 
-    for resource in ["https://evil.test", "https://api.acme.test/other", "relative/path", "https://api.acme.test#frag"] {
-        let (status, body) = error_of(server.token(&id, &secret, &[("resource", resource)]).await).await;
-        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")), "{resource}");
+    for resource in [
+        "https://evil.test",
+        "https://api.acme.test/other",
+        "relative/path",
+        "https://api.acme.test#frag",
+    ] {
+        let (status, body) =
+            error_of(server.token(&id, &secret, &[("resource", resource)]).await).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_target")),
+            "{resource}"
+        );
     }
 
     // A confidential client registered for the code flow only.
     let c = server.cli_json(&[
-        "client", "create", "--org", &org, "--name", "web", "--grant-types", "authorization_code",
-        "--redirect-uri", "https://app.acme.test/cb",
+        "client",
+        "create",
+        "--org",
+        &org,
+        "--name",
+        "web",
+        "--grant-types",
+        "authorization_code",
+        "--redirect-uri",
+        "https://app.acme.test/cb",
     ]);
-    let (status, body) = error_of(server.token(c["client_id"].as_str().unwrap(), c["client_secret"].as_str().unwrap(), &[]).await).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
+    let (status, body) = error_of(
+        server
+            .token(
+                c["client_id"].as_str().unwrap(),
+                c["client_secret"].as_str().unwrap(),
+                &[],
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
 
     // A public client has no credentials to trade.
     let p = server.cli_json(&[
-        "client", "create", "--org", &org, "--name", "spa", "--grant-types", "authorization_code",
-        "--redirect-uri", "https://app.acme.test/cb", "--public",
+        "client",
+        "create",
+        "--org",
+        &org,
+        "--name",
+        "spa",
+        "--grant-types",
+        "authorization_code",
+        "--redirect-uri",
+        "https://app.acme.test/cb",
+        "--public",
     ]);
     let pid = p["client_id"].as_str().unwrap();
     assert!(p.get("client_secret").is_none());
@@ -112,10 +184,17 @@ async fn clients_get_only_the_grants_scopes_and_audiences_they_registered() {
         .await
         .unwrap();
     let (status, body) = error_of(res).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
 
     // Grants that do not exist here.
-    for grant in ["password", "authorization_code", "urn:ietf:params:oauth:grant-type:device_code"] {
+    for grant in [
+        "password",
+        "authorization_code",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ] {
         let res = http()
             .post(server.url("/oauth2/token"))
             .basic_auth(&id, Some(&secret))
@@ -124,7 +203,11 @@ async fn clients_get_only_the_grants_scopes_and_audiences_they_registered() {
             .await
             .unwrap();
         let (status, body) = error_of(res).await;
-        assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_grant_type")), "{grant}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unsupported_grant_type")),
+            "{grant}"
+        );
     }
 }
 
@@ -137,27 +220,56 @@ async fn forged_tampered_and_foreign_tokens_are_inactive() {
     let server = TestServer::start().await;
     let org = server.org("acme");
     let (id, secret) = server.cc_client(&org, &[]);
-    let jwt = server.access_token(&id, &secret, &[("scope", "read")]).await;
+    let jwt = server
+        .access_token(&id, &secret, &[("scope", "read")])
+        .await;
     assert_eq!(server.introspect(&id, &secret, &jwt).await["active"], true);
     let parts: Vec<&str> = jwt.split('.').collect();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
     let kid = header["kid"].as_str().unwrap();
 
     // alg: none.
-    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})), parts[1]);
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
+        parts[1]
+    );
     // HS256 keyed with the public key (the classic algorithm confusion).
-    let jwks: Value = http().get(server.url("/jwks.json")).send().await.unwrap().json().await.unwrap();
-    let public = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).unwrap().to_string();
+    let jwks: Value = http()
+        .get(server.url("/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let public = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap()
+        .to_string();
     let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs_header.kid = Some(kid.to_string());
     hs_header.typ = Some("at+jwt".into());
-    let hs256 = jsonwebtoken::encode(&hs_header, &jwt_payload(&jwt), &jsonwebtoken::EncodingKey::from_secret(public.as_bytes())).unwrap();
+    let hs256 = jsonwebtoken::encode(
+        &hs_header,
+        &jwt_payload(&jwt),
+        &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
     // A tampered payload under the original signature.
     let mut claims = jwt_payload(&jwt);
     claims["scope"] = json!("read write admin");
     let tampered = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
     // A key id we never issued.
-    let unknown_kid = format!("{}.{}.{}", b64(&json!({"alg": "ES256", "typ": "at+jwt", "kid": "nope"})), parts[1], parts[2]);
+    let unknown_kid = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "ES256", "typ": "at+jwt", "kid": "nope"})),
+        parts[1],
+        parts[2]
+    );
     // A JWT signed by our own key but not an access token (typ JWT, like an ID token).
     let plain_jwt = {
         let keys = server.state.keys.snapshot();
@@ -174,40 +286,96 @@ async fn forged_tampered_and_foreign_tokens_are_inactive() {
         ("not-a-jwt", "garbage"),
         ("a.b.c", "three garbage segments"),
     ] {
-        assert_eq!(server.introspect(&id, &secret, token).await, json!({"active": false}), "{what}");
+        assert_eq!(
+            server.introspect(&id, &secret, token).await,
+            json!({"active": false}),
+            "{what}"
+        );
     }
 
     // Another issuer sharing this very database and its keys.
-    let other = TestServer::start_on(server.db.clone(), &[("LATCHKEY_ISSUER", "https://other-issuer.test")]).await;
+    let other = TestServer::start_on(
+        server.db.clone(),
+        &[("LATCHKEY_ISSUER", "https://other-issuer.test")],
+    )
+    .await;
     let foreign = other.access_token(&id, &secret, &[]).await;
     assert_eq!(jwt_payload(&foreign)["iss"], "https://other-issuer.test");
-    assert_eq!(server.introspect(&id, &secret, &foreign).await, json!({"active": false}), "another issuer");
+    assert_eq!(
+        server.introspect(&id, &secret, &foreign).await,
+        json!({"active": false}),
+        "another issuer"
+    );
 
     // Another organization's client asking about this token.
     let org2 = server.org("globex");
     let (id2, secret2) = server.cc_client(&org2, &[]);
-    assert_eq!(server.introspect(&id2, &secret2, &jwt).await, json!({"active": false}), "another organization");
+    assert_eq!(
+        server.introspect(&id2, &secret2, &jwt).await,
+        json!({"active": false}),
+        "another organization"
+    );
 
     // …and trying to revoke it: 200, and the token stays active.
-    let res = http().post(server.url("/oauth2/revoke")).basic_auth(&id2, Some(&secret2)).form(&[("token", jwt.as_str())]).send().await.unwrap();
+    let res = http()
+        .post(server.url("/oauth2/revoke"))
+        .basic_auth(&id2, Some(&secret2))
+        .form(&[("token", jwt.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(server.introspect(&id, &secret, &jwt).await["active"], true, "another client cannot revoke it");
+    assert_eq!(
+        server.introspect(&id, &secret, &jwt).await["active"],
+        true,
+        "another client cannot revoke it"
+    );
     // Unknown tokens revoke with 200 too (RFC 7009 §2.2).
-    let res = http().post(server.url("/oauth2/revoke")).basic_auth(&id, Some(&secret)).form(&[("token", "whatever")]).send().await.unwrap();
+    let res = http()
+        .post(server.url("/oauth2/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", "whatever")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 
     // A public client may not introspect.
-    let p = server.cli_json(&["client", "create", "--org", &org, "--name", "spa", "--grant-types", "authorization_code", "--redirect-uri", "https://a.test/cb", "--public"]);
+    let p = server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        &org,
+        "--name",
+        "spa",
+        "--grant-types",
+        "authorization_code",
+        "--redirect-uri",
+        "https://a.test/cb",
+        "--public",
+    ]);
     let res = http()
         .post(server.url("/oauth2/introspect"))
-        .form(&[("token", jwt.as_str()), ("client_id", p["client_id"].as_str().unwrap())])
+        .form(&[
+            ("token", jwt.as_str()),
+            ("client_id", p["client_id"].as_str().unwrap()),
+        ])
         .send()
         .await
         .unwrap();
     let (status, body) = error_of(res).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     // Introspection without a token parameter.
-    let res = http().post(server.url("/oauth2/introspect")).basic_auth(&id, Some(&secret)).form(&[("x", "y")]).send().await.unwrap();
+    let res = http()
+        .post(server.url("/oauth2/introspect"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_of(res).await.1["error"], "invalid_request");
 }
 
@@ -219,7 +387,10 @@ async fn expired_tokens_are_inactive() {
     let jwt = server.access_token(&id, &secret, &[]).await;
     assert_eq!(server.introspect(&id, &secret, &jwt).await["active"], true);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(server.introspect(&id, &secret, &jwt).await, json!({"active": false}));
+    assert_eq!(
+        server.introspect(&id, &secret, &jwt).await,
+        json!({"active": false})
+    );
 }
 
 #[actix_web::test]
@@ -241,15 +412,35 @@ async fn a_forged_host_header_changes_no_url() {
     assert!(!text.contains("evil"), "{text}");
     let meta: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(meta["issuer"], server.issuer);
-    for key in ["token_endpoint", "jwks_uri", "introspection_endpoint", "revocation_endpoint"] {
-        assert!(meta[key].as_str().unwrap().starts_with(&server.issuer), "{key}");
+    for key in [
+        "token_endpoint",
+        "jwks_uri",
+        "introspection_endpoint",
+        "revocation_endpoint",
+    ] {
+        assert!(
+            meta[key].as_str().unwrap().starts_with(&server.issuer),
+            "{key}"
+        );
     }
-    let mut req = http().post(server.url("/oauth2/token")).basic_auth(&id, Some(&secret));
+    let mut req = http()
+        .post(server.url("/oauth2/token"))
+        .basic_auth(&id, Some(&secret));
     for (k, v) in forged {
         req = req.header(k, v);
     }
-    let body: Value = req.form(&[("grant_type", "client_credentials")]).send().await.unwrap().json().await.unwrap();
-    assert_eq!(jwt_payload(body["access_token"].as_str().unwrap())["iss"], server.issuer);
+    let body: Value = req
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwt_payload(body["access_token"].as_str().unwrap())["iss"],
+        server.issuer
+    );
 }
 
 #[actix_web::test]
@@ -259,7 +450,10 @@ async fn malformed_oversized_and_wrongly_typed_bodies_get_the_rfc_error_never_a_
     let (id, secret) = server.cc_client(&org, &[]);
     let token_url = server.url("/oauth2/token");
     let send = |content_type: Option<&'static str>, body: Vec<u8>| {
-        let mut req = http().post(&token_url).basic_auth(&id, Some(&secret)).body(body);
+        let mut req = http()
+            .post(&token_url)
+            .basic_auth(&id, Some(&secret))
+            .body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
@@ -267,23 +461,75 @@ async fn malformed_oversized_and_wrongly_typed_bodies_get_the_rfc_error_never_a_
     };
     let form = Some("application/x-www-form-urlencoded");
     let cases: Vec<(Option<&'static str>, Vec<u8>, u16, &str)> = vec![
-        (Some("application/json"), br#"{"grant_type":"client_credentials"}"#.to_vec(), 400, "JSON body"),
-        (Some("text/plain"), b"grant_type=client_credentials".to_vec(), 400, "text/plain"),
-        (Some("multipart/form-data; boundary=x"), b"--x\r\n".to_vec(), 400, "multipart"),
-        (None, b"grant_type=client_credentials".to_vec(), 400, "no content type"),
+        (
+            Some("application/json"),
+            br#"{"grant_type":"client_credentials"}"#.to_vec(),
+            400,
+            "JSON body",
+        ),
+        (
+            Some("text/plain"),
+            b"grant_type=client_credentials".to_vec(),
+            400,
+            "text/plain",
+        ),
+        (
+            Some("multipart/form-data; boundary=x"),
+            b"--x\r\n".to_vec(),
+            400,
+            "multipart",
+        ),
+        (
+            None,
+            b"grant_type=client_credentials".to_vec(),
+            400,
+            "no content type",
+        ),
         (form, b"".to_vec(), 400, "empty body"),
-        (form, b"grant_type=client_credentials&grant_type=client_credentials".to_vec(), 400, "repeated parameter"),
-        (form, b"grant_type=client_credentials&scope=%FF%FE".to_vec(), 400, "invalid UTF-8"),
-        (form, b"grant_type=%%%%".to_vec(), 400, "broken percent-encoding"),
-        (form, format!("grant_type=client_credentials&scope={}", "a".repeat(5000)).into_bytes(), 400, "parameter over 4 KiB"),
-        (form, format!("grant_type=client_credentials&pad={}", "a".repeat(70 * 1024)).into_bytes(), 413, "body over 64 KiB"),
+        (
+            form,
+            b"grant_type=client_credentials&grant_type=client_credentials".to_vec(),
+            400,
+            "repeated parameter",
+        ),
+        (
+            form,
+            b"grant_type=client_credentials&scope=%FF%FE".to_vec(),
+            400,
+            "invalid UTF-8",
+        ),
+        (
+            form,
+            b"grant_type=%%%%".to_vec(),
+            400,
+            "broken percent-encoding",
+        ),
+        (
+            form,
+            format!("grant_type=client_credentials&scope={}", "a".repeat(5000)).into_bytes(),
+            400,
+            "parameter over 4 KiB",
+        ),
+        (
+            form,
+            format!(
+                "grant_type=client_credentials&pad={}",
+                "a".repeat(70 * 1024)
+            )
+            .into_bytes(),
+            413,
+            "body over 64 KiB",
+        ),
         (form, vec![0xff, 0x00, 0x13, 0x37], 400, "binary garbage"),
     ];
     for (ct, body, status, what) in cases {
         let res = send(ct, body).await.unwrap();
         assert_eq!(res.status().as_u16(), status, "{what}");
         assert_eq!(res.headers()["cache-control"], "no-store", "{what}");
-        let body: Value = res.json().await.unwrap_or_else(|_| panic!("{what}: JSON error body"));
+        let body: Value = res
+            .json()
+            .await
+            .unwrap_or_else(|_| panic!("{what}: JSON error body"));
         assert_eq!(body["error"], "invalid_request", "{what}");
         assert!(body["error_description"].is_string(), "{what}");
     }
@@ -300,7 +546,11 @@ async fn malformed_oversized_and_wrongly_typed_bodies_get_the_rfc_error_never_a_
         assert_eq!(res.status(), 400, "{path}");
     }
     // Wrong methods and unknown paths are plain 404/405, not 500.
-    let res = http().get(server.url("/oauth2/token")).send().await.unwrap();
+    let res = http()
+        .get(server.url("/oauth2/token"))
+        .send()
+        .await
+        .unwrap();
     assert!(res.status().is_client_error());
     let res = http().get(server.url("/nope")).send().await.unwrap();
     assert_eq!(res.status(), 404);

@@ -13,9 +13,20 @@ fn refused(env: &[(String, String)], dir: PathBuf, args: &[&str], needle: &str) 
     let out = cli_with_env(env, dir, args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert!(out.stdout.is_empty(), "{args:?} printed to stdout: {}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line on stderr, got: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: {stderr:?} should mention {needle:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?} printed to stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: one line on stderr, got: {stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} should mention {needle:?}"
+    );
 }
 
 #[actix_web::test]
@@ -26,28 +37,141 @@ async fn bad_input_exits_non_zero_with_one_line() {
     let dir = || server.dir.path().to_path_buf();
     let base = ["client", "create", "--org", org.as_str(), "--name", "x"];
     let with = |extra: &[&'static str]| -> Vec<String> {
-        base.iter().map(|s| s.to_string()).chain(extra.iter().map(|s| s.to_string())).collect()
+        base.iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
     };
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["org".into(), "create".into(), "acme".into()], "already exists"),
+        (
+            vec!["org".into(), "create".into(), "acme".into()],
+            "already exists",
+        ),
         (vec!["org".into(), "create".into(), "  ".into()], "name"),
-        (vec!["client".into(), "create".into(), "--org".into(), "nope".into(), "--name".into(), "x".into(), "--grant-types".into(), "client_credentials".into()], "no organization"),
+        (
+            vec![
+                "client".into(),
+                "create".into(),
+                "--org".into(),
+                "nope".into(),
+                "--name".into(),
+                "x".into(),
+                "--grant-types".into(),
+                "client_credentials".into(),
+            ],
+            "no organization",
+        ),
         (with(&[]), "--grant-types"),
         (with(&["--grant-types", "password"]), "unknown grant type"),
-        (with(&["--grant-types", "client_credentials", "--access-token-alg", "HS256"]), "access-token-alg"),
-        (with(&["--grant-types", "client_credentials", "--auth-method", "private_key_jwt"]), "private_key_jwt needs"),
-        (with(&["--grant-types", "client_credentials", "--auth-method", "magic"]), "unknown method"),
-        (with(&["--grant-types", "client_credentials", "--public"]), "public client cannot use client_credentials"),
-        (with(&["--grant-types", "authorization_code"]), "redirect URI"),
-        (with(&["--grant-types", "authorization_code", "--redirect-uri", "http://app.example.com/cb"]), "loopback"),
-        (with(&["--grant-types", "authorization_code", "--redirect-uri", "https://app.example.com/cb#frag"]), "fragment"),
-        (with(&["--grant-types", "client_credentials", "--audience", "not a uri"]), "audience"),
-        (with(&["--grant-types", "client_credentials", "--scopes", "ok \"bad"]), "scope"),
-        (with(&["--grant-types", "client_credentials", "--jwks", "/nonexistent/jwks.json", "--auth-method", "private_key_jwt"]), "cannot read --jwks"),
-        (with(&["--grant-types", "client_credentials", "--no-such-flag"]), "unexpected argument"),
-        (vec!["client".into(), "update".into(), "no-such-client".into(), "--name".into(), "y".into()], "no client"),
-        (vec!["keys".into(), "generate".into(), "--alg".into(), "HS256".into()], "--alg"),
-        (vec!["keys".into(), "retire".into(), "nope".into()], "no signing key"),
+        (
+            with(&[
+                "--grant-types",
+                "client_credentials",
+                "--access-token-alg",
+                "HS256",
+            ]),
+            "access-token-alg",
+        ),
+        (
+            with(&[
+                "--grant-types",
+                "client_credentials",
+                "--auth-method",
+                "private_key_jwt",
+            ]),
+            "private_key_jwt needs",
+        ),
+        (
+            with(&[
+                "--grant-types",
+                "client_credentials",
+                "--auth-method",
+                "magic",
+            ]),
+            "unknown method",
+        ),
+        (
+            with(&["--grant-types", "client_credentials", "--public"]),
+            "public client cannot use client_credentials",
+        ),
+        (
+            with(&["--grant-types", "authorization_code"]),
+            "redirect URI",
+        ),
+        (
+            with(&[
+                "--grant-types",
+                "authorization_code",
+                "--redirect-uri",
+                "http://app.example.com/cb",
+            ]),
+            "loopback",
+        ),
+        (
+            with(&[
+                "--grant-types",
+                "authorization_code",
+                "--redirect-uri",
+                "https://app.example.com/cb#frag",
+            ]),
+            "fragment",
+        ),
+        (
+            with(&[
+                "--grant-types",
+                "client_credentials",
+                "--audience",
+                "not a uri",
+            ]),
+            "audience",
+        ),
+        (
+            with(&[
+                "--grant-types",
+                "client_credentials",
+                "--scopes",
+                "ok \"bad",
+            ]),
+            "scope",
+        ),
+        (
+            with(&[
+                "--grant-types",
+                "client_credentials",
+                "--jwks",
+                "/nonexistent/jwks.json",
+                "--auth-method",
+                "private_key_jwt",
+            ]),
+            "cannot read --jwks",
+        ),
+        (
+            with(&["--grant-types", "client_credentials", "--no-such-flag"]),
+            "unexpected argument",
+        ),
+        (
+            vec![
+                "client".into(),
+                "update".into(),
+                "no-such-client".into(),
+                "--name".into(),
+                "y".into(),
+            ],
+            "no client",
+        ),
+        (
+            vec![
+                "keys".into(),
+                "generate".into(),
+                "--alg".into(),
+                "HS256".into(),
+            ],
+            "--alg",
+        ),
+        (
+            vec!["keys".into(), "retire".into(), "nope".into()],
+            "no signing key",
+        ),
         (vec!["frobnicate".into()], "unrecognized subcommand"),
     ];
     for (args, needle) in cases {
@@ -67,11 +191,26 @@ async fn clients_are_listed_without_secrets_and_updated_in_place() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["client_id"], id.as_str());
     assert!(list[0].get("client_secret").is_none(), "never shown again");
-    assert!(!server.cli(&["client", "list", "--org", "acme"]).stdout.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    assert!(!server
+        .cli(&["client", "list", "--org", "acme"])
+        .stdout
+        .windows(secret.len())
+        .any(|w| w == secret.as_bytes()));
 
-    let updated = server.cli_json(&["client", "update", &id, "--scopes", "read", "--audience", "https://api.test"]);
+    let updated = server.cli_json(&[
+        "client",
+        "update",
+        &id,
+        "--scopes",
+        "read",
+        "--audience",
+        "https://api.test",
+    ]);
     assert_eq!(updated["scope"], "read");
-    assert!(updated.get("client_secret").is_none(), "the secret is unchanged");
+    assert!(
+        updated.get("client_secret").is_none(),
+        "the secret is unchanged"
+    );
     // The update takes effect at once and the secret still works.
     let res = server.token(&id, &secret, &[("scope", "write")]).await;
     assert_eq!(res.status(), 400);
@@ -79,32 +218,84 @@ async fn clients_are_listed_without_secrets_and_updated_in_place() {
     assert_eq!(jwt_payload(&jwt)["aud"], "https://api.test");
 
     // Switching to client_secret_jwt issues a new secret usable as an HMAC key.
-    let switched = server.cli_json(&["client", "update", &id, "--auth-method", "client_secret_jwt"]);
+    let switched = server.cli_json(&[
+        "client",
+        "update",
+        &id,
+        "--auth-method",
+        "client_secret_jwt",
+    ]);
     assert_eq!(switched["client_secret"].as_str().unwrap().len(), 43);
-    assert_eq!(server.token(&id, &secret, &[]).await.status(), 401, "basic no longer accepted");
+    assert_eq!(
+        server.token(&id, &secret, &[]).await.status(),
+        401,
+        "basic no longer accepted"
+    );
 }
 
 #[test]
 fn unknown_and_invalid_settings_stop_start_up_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     let p = || dir.path().to_path_buf();
-    refused(&env(&[("LATCHKEY_ACCES_TOKEN_TTL", "60")]), p(), &["serve"], "unknown setting LATCHKEY_ACCES_TOKEN_TTL");
-    refused(&env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "soon")]), p(), &["serve"], "invalid setting LATCHKEY_ACCESS_TOKEN_TTL");
-    refused(&env(&[("LATCHKEY_LOG_FORMAT", "xml")]), p(), &["migrate"], "LATCHKEY_LOG_FORMAT");
-    refused(&env(&[("LATCHKEY_SECRET", "dG9vIHNob3J0")]), p(), &["serve"], "LATCHKEY_SECRET");
-    refused(&env(&[("LATCHKEY_BIND", "nowhere")]), p(), &["serve"], "LATCHKEY_BIND");
-    refused(&env(&[("DATABASE_URL", "mysql://x")]), p(), &["serve"], "DATABASE_URL");
-    std::fs::write(dir.path().join("latchkey.toml"), "issuer = \"https://auth.example.com\"\nacess_token_ttl = 5\n").unwrap();
+    refused(
+        &env(&[("LATCHKEY_ACCES_TOKEN_TTL", "60")]),
+        p(),
+        &["serve"],
+        "unknown setting LATCHKEY_ACCES_TOKEN_TTL",
+    );
+    refused(
+        &env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "soon")]),
+        p(),
+        &["serve"],
+        "invalid setting LATCHKEY_ACCESS_TOKEN_TTL",
+    );
+    refused(
+        &env(&[("LATCHKEY_LOG_FORMAT", "xml")]),
+        p(),
+        &["migrate"],
+        "LATCHKEY_LOG_FORMAT",
+    );
+    refused(
+        &env(&[("LATCHKEY_SECRET", "dG9vIHNob3J0")]),
+        p(),
+        &["serve"],
+        "LATCHKEY_SECRET",
+    );
+    refused(
+        &env(&[("LATCHKEY_BIND", "nowhere")]),
+        p(),
+        &["serve"],
+        "LATCHKEY_BIND",
+    );
+    refused(
+        &env(&[("DATABASE_URL", "mysql://x")]),
+        p(),
+        &["serve"],
+        "DATABASE_URL",
+    );
+    std::fs::write(
+        dir.path().join("latchkey.toml"),
+        "issuer = \"https://auth.example.com\"\nacess_token_ttl = 5\n",
+    )
+    .unwrap();
     refused(&[], p(), &["serve"], "acess_token_ttl");
     std::fs::write(dir.path().join("latchkey.toml"), "issuer = [1, 2]\n").unwrap();
     refused(&[], p(), &["serve"], "issuer");
     std::fs::write(dir.path().join("latchkey.toml"), "this is not toml").unwrap();
     refused(&[], p(), &["serve"], "latchkey.toml");
     std::fs::remove_file(dir.path().join("latchkey.toml")).unwrap();
-    refused(&[], p(), &["--config", "/nonexistent.toml", "serve"], "/nonexistent.toml");
+    refused(
+        &[],
+        p(),
+        &["--config", "/nonexistent.toml", "serve"],
+        "/nonexistent.toml",
+    );
 }
 
 #[actix_web::test]
@@ -113,11 +304,30 @@ async fn another_instance_secret_is_refused_by_an_existing_database() {
     server.org("acme");
     let mut env = server.env.clone();
     env.retain(|(k, _)| k != "LATCHKEY_SECRET");
-    env.push(("LATCHKEY_SECRET".into(), "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC1vdGhlci1zZWNyZXQtMzI=".into()));
-    refused(&env, server.dir.path().to_path_buf(), &["org", "create", "x"], "instance secret does not match");
+    env.push((
+        "LATCHKEY_SECRET".into(),
+        "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC1vdGhlci1zZWNyZXQtMzI=".into(),
+    ));
+    refused(
+        &env,
+        server.dir.path().to_path_buf(),
+        &["org", "create", "x"],
+        "instance secret does not match",
+    );
     // A rotated list, new secret first and the old one after it, is accepted.
     env.retain(|(k, _)| k != "LATCHKEY_SECRET");
-    env.push(("LATCHKEY_SECRET".into(), format!("b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC1vdGhlci1zZWNyZXQtMzI=,{SECRET_B64}")));
-    let out = cli_with_env(&env, server.dir.path().to_path_buf(), &["org", "create", "y"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.push((
+        "LATCHKEY_SECRET".into(),
+        format!("b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC1vdGhlci1zZWNyZXQtMzI=,{SECRET_B64}"),
+    ));
+    let out = cli_with_env(
+        &env,
+        server.dir.path().to_path_buf(),
+        &["org", "create", "y"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -7,7 +7,10 @@ mod common;
 use common::*;
 use jsonwebtoken::{jwk::JwkSet, DecodingKey, EncodingKey, Header, Validation};
 use oauth2::basic::BasicClient;
-use oauth2::{AuthType, ClientId, ClientSecret, IntrospectionUrl, RevocationUrl, Scope, StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, IntrospectionUrl, RevocationUrl, Scope,
+    StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
+};
 use serde_json::{json, Value};
 
 #[actix_web::test]
@@ -17,15 +20,26 @@ async fn a_service_gets_a_token_a_resource_server_verifies_it_and_revocation_dea
     let (id, secret) = server.cc_client(&org, &["--audience", "https://api.acme.test"]);
 
     // Everything is found through RFC 8414 discovery.
-    let meta: Value = http().get(server.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    let meta: Value = http()
+        .get(server.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(meta["issuer"], server.issuer);
     assert_eq!(meta["grant_types_supported"], json!(["client_credentials"]));
     let client = BasicClient::new(ClientId::new(id.clone()))
         .set_client_secret(ClientSecret::new(secret.clone()))
         .set_auth_type(AuthType::BasicAuth)
         .set_token_uri(TokenUrl::new(meta["token_endpoint"].as_str().unwrap().into()).unwrap())
-        .set_introspection_url(IntrospectionUrl::new(meta["introspection_endpoint"].as_str().unwrap().into()).unwrap())
-        .set_revocation_url(RevocationUrl::new(meta["revocation_endpoint"].as_str().unwrap().into()).unwrap());
+        .set_introspection_url(
+            IntrospectionUrl::new(meta["introspection_endpoint"].as_str().unwrap().into()).unwrap(),
+        )
+        .set_revocation_url(
+            RevocationUrl::new(meta["revocation_endpoint"].as_str().unwrap().into()).unwrap(),
+        );
     let http_client = http();
 
     let token = client
@@ -39,30 +53,56 @@ async fn a_service_gets_a_token_a_resource_server_verifies_it_and_revocation_dea
     let jwt = token.access_token().secret().clone();
 
     // A resource server verifies it offline against the published JWKS.
-    let jwks: JwkSet = http().get(meta["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    let jwks: JwkSet = http()
+        .get(meta["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let header = jsonwebtoken::decode_header(&jwt).unwrap();
     assert_eq!(header.typ.as_deref(), Some("at+jwt"), "RFC 9068 §2.1");
-    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256, "ES256 by default");
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("the signing key is published");
+    assert_eq!(
+        header.alg,
+        jsonwebtoken::Algorithm::ES256,
+        "ES256 by default"
+    );
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("the signing key is published");
     let mut v = Validation::new(header.alg);
     v.set_issuer(&[&server.issuer]);
     v.set_audience(&["https://api.acme.test"]);
-    let claims = jsonwebtoken::decode::<Value>(&jwt, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap().claims;
+    let claims = jsonwebtoken::decode::<Value>(&jwt, &DecodingKey::from_jwk(jwk).unwrap(), &v)
+        .unwrap()
+        .claims;
     assert_eq!(claims["sub"], id.as_str());
     assert_eq!(claims["client_id"], id.as_str());
     assert_eq!(claims["org_id"], org.as_str());
     assert_eq!(claims["scope"], "read");
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
     assert!(claims["jti"].as_str().unwrap().len() >= 16);
 
     // Introspection with the same library.
-    let intro = client.introspect(token.access_token()).request_async(&http_client).await.unwrap();
+    let intro = client
+        .introspect(token.access_token())
+        .request_async(&http_client)
+        .await
+        .unwrap();
     assert!(intro.active());
     assert_eq!(intro.client_id().unwrap().as_str(), id);
 
     // Revocation, then introspection says inactive. (The oauth2 crate sends revocations only
     // over https, as RFC 7009 §2 asks; the loopback test server speaks http.)
-    assert!(client.revoke_token(StandardRevocableToken::AccessToken(token.access_token().clone())).is_err());
+    assert!(client
+        .revoke_token(StandardRevocableToken::AccessToken(
+            token.access_token().clone()
+        ))
+        .is_err());
     let res = http()
         .post(meta["revocation_endpoint"].as_str().unwrap())
         .basic_auth(&id, Some(&secret))
@@ -71,14 +111,32 @@ async fn a_service_gets_a_token_a_resource_server_verifies_it_and_revocation_dea
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let intro = client.introspect(token.access_token()).request_async(&http_client).await.unwrap();
+    let intro = client
+        .introspect(token.access_token())
+        .request_async(&http_client)
+        .await
+        .unwrap();
     assert!(!intro.active(), "a revoked token is inactive");
     let raw = server.introspect(&id, &secret, &jwt).await;
-    assert_eq!(raw, json!({"active": false}), "nothing but active:false for a revoked token");
+    assert_eq!(
+        raw,
+        json!({"active": false}),
+        "nothing but active:false for a revoked token"
+    );
 
     // The issuance is counted.
-    let metrics = http().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("latchkey_tokens_issued_total{grant=\"client_credentials\"} 1"), "{metrics}");
+    let metrics = http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("latchkey_tokens_issued_total{grant=\"client_credentials\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("route=\"/oauth2/token\""), "{metrics}");
 }
 
@@ -89,7 +147,11 @@ async fn client_secret_post_and_the_default_audience() {
     let (id, secret) = server.cc_client(&org, &["--auth-method", "client_secret_post"]);
     let res = http()
         .post(server.url("/oauth2/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
         .send()
         .await
         .unwrap();
@@ -97,8 +159,15 @@ async fn client_secret_post_and_the_default_audience() {
     assert_eq!(res.headers()["cache-control"], "no-store");
     let body: Value = res.json().await.unwrap();
     let claims = jwt_payload(body["access_token"].as_str().unwrap());
-    assert_eq!(claims["aud"], server.issuer.as_str(), "no registered audience: the issuer");
-    assert_eq!(claims["scope"], "read write", "no scope asked: the client's scopes");
+    assert_eq!(
+        claims["aud"],
+        server.issuer.as_str(),
+        "no registered audience: the issuer"
+    );
+    assert_eq!(
+        claims["scope"], "read write",
+        "no scope asked: the client's scopes"
+    );
 }
 
 #[actix_web::test]
@@ -108,36 +177,78 @@ async fn resource_indicators_and_algorithms_shape_the_token() {
     for alg in ["RS256", "EdDSA"] {
         let (id, secret) = server.cc_client(
             &org,
-            &["--audience", "https://a.test", "--audience", "urn:b", "--access-token-alg", alg],
+            &[
+                "--audience",
+                "https://a.test",
+                "--audience",
+                "urn:b",
+                "--access-token-alg",
+                alg,
+            ],
         );
-        let jwt = server.access_token(&id, &secret, &[("resource", "urn:b")]).await;
-        assert_eq!(format!("{:?}", jsonwebtoken::decode_header(&jwt).unwrap().alg), alg);
+        let jwt = server
+            .access_token(&id, &secret, &[("resource", "urn:b")])
+            .await;
+        assert_eq!(
+            format!("{:?}", jsonwebtoken::decode_header(&jwt).unwrap().alg),
+            alg
+        );
         assert_eq!(jwt_payload(&jwt)["aud"], "urn:b");
-        let jwt = server.access_token(&id, &secret, &[("resource", "https://a.test"), ("resource", "urn:b")]).await;
+        let jwt = server
+            .access_token(
+                &id,
+                &secret,
+                &[("resource", "https://a.test"), ("resource", "urn:b")],
+            )
+            .await;
         assert_eq!(jwt_payload(&jwt)["aud"], json!(["https://a.test", "urn:b"]));
         let jwt = server.access_token(&id, &secret, &[]).await;
-        assert_eq!(jwt_payload(&jwt)["aud"], "https://a.test", "the first registered audience");
+        assert_eq!(
+            jwt_payload(&jwt)["aud"],
+            "https://a.test",
+            "the first registered audience"
+        );
         assert_eq!(server.introspect(&id, &secret, &jwt).await["active"], true);
     }
 }
 
-fn assertion(key: &EncodingKey, alg: jsonwebtoken::Algorithm, kid: Option<&str>, client_id: &str, aud: &str, exp: i64, jti: &str) -> String {
+fn assertion(
+    key: &EncodingKey,
+    alg: jsonwebtoken::Algorithm,
+    kid: Option<&str>,
+    client_id: &str,
+    aud: &str,
+    exp: i64,
+    jti: &str,
+) -> String {
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_string);
     let claims = json!({"iss": client_id, "sub": client_id, "aud": aud, "exp": exp, "iat": now(), "jti": jti});
     jsonwebtoken::encode(&header, &claims, key).unwrap()
 }
 
-async fn token_with_assertion(server: &TestServer, client_id: Option<&str>, jwt: &str) -> reqwest::Response {
+async fn token_with_assertion(
+    server: &TestServer,
+    client_id: Option<&str>,
+    jwt: &str,
+) -> reqwest::Response {
     let mut form = vec![
         ("grant_type", "client_credentials"),
-        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
         ("client_assertion", jwt),
     ];
     if let Some(id) = client_id {
         form.push(("client_id", id));
     }
-    http().post(server.url("/oauth2/token")).form(&form).send().await.unwrap()
+    http()
+        .post(server.url("/oauth2/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[actix_web::test]
@@ -150,10 +261,18 @@ async fn client_secret_jwt_assertions_are_single_use_and_short_lived() {
     let alg = jsonwebtoken::Algorithm::HS256;
 
     let jwt = assertion(&key, alg, None, &id, &token_endpoint, now() + 60, "jti-1");
-    assert_eq!(token_with_assertion(&server, Some(&id), &jwt).await.status(), 200);
+    assert_eq!(
+        token_with_assertion(&server, Some(&id), &jwt)
+            .await
+            .status(),
+        200
+    );
     // The issuer is an accepted audience too.
     let jwt2 = assertion(&key, alg, None, &id, &server.issuer, now() + 60, "jti-2");
-    assert_eq!(token_with_assertion(&server, None, &jwt2).await.status(), 200);
+    assert_eq!(
+        token_with_assertion(&server, None, &jwt2).await.status(),
+        200
+    );
 
     // Replay of the first assertion.
     let res = token_with_assertion(&server, Some(&id), &jwt).await;
@@ -164,10 +283,38 @@ async fn client_secret_jwt_assertions_are_single_use_and_short_lived() {
 
     // Far in the future, expired, for another audience, signed with another secret.
     for (jwt, why) in [
-        (assertion(&key, alg, None, &id, &token_endpoint, now() + 3600, "jti-3"), "exp an hour ahead"),
-        (assertion(&key, alg, None, &id, &token_endpoint, now() - 120, "jti-4"), "expired"),
-        (assertion(&key, alg, None, &id, "https://elsewhere.test/token", now() + 60, "jti-5"), "another audience"),
-        (assertion(&EncodingKey::from_secret(b"not-the-secret-not-the-secret-00"), alg, None, &id, &token_endpoint, now() + 60, "jti-6"), "wrong key"),
+        (
+            assertion(&key, alg, None, &id, &token_endpoint, now() + 3600, "jti-3"),
+            "exp an hour ahead",
+        ),
+        (
+            assertion(&key, alg, None, &id, &token_endpoint, now() - 120, "jti-4"),
+            "expired",
+        ),
+        (
+            assertion(
+                &key,
+                alg,
+                None,
+                &id,
+                "https://elsewhere.test/token",
+                now() + 60,
+                "jti-5",
+            ),
+            "another audience",
+        ),
+        (
+            assertion(
+                &EncodingKey::from_secret(b"not-the-secret-not-the-secret-00"),
+                alg,
+                None,
+                &id,
+                &token_endpoint,
+                now() + 60,
+                "jti-6",
+            ),
+            "wrong key",
+        ),
     ] {
         let res = token_with_assertion(&server, Some(&id), &jwt).await;
         assert_eq!(res.status(), 401, "{why}");
@@ -184,33 +331,76 @@ async fn private_key_jwt_with_a_registered_jwks_and_with_a_jwks_uri() {
     let jwks = json!({"keys": [key.public_jwk]});
     let path = server.dir.path().join("client-jwks.json");
     std::fs::write(&path, jwks.to_string()).unwrap();
-    let (id, _) = server.cc_client(&org, &["--auth-method", "private_key_jwt", "--jwks", path.to_str().unwrap()]);
+    let (id, _) = server.cc_client(
+        &org,
+        &[
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks",
+            path.to_str().unwrap(),
+        ],
+    );
     let aud = server.url("/oauth2/token");
     let es = jsonwebtoken::Algorithm::ES256;
 
     let jwt = assertion(&encoding, es, Some(&key.kid), &id, &aud, now() + 60, "a");
-    assert_eq!(token_with_assertion(&server, Some(&id), &jwt).await.status(), 200);
-    assert_eq!(token_with_assertion(&server, Some(&id), &jwt).await.status(), 401, "replay");
+    assert_eq!(
+        token_with_assertion(&server, Some(&id), &jwt)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        token_with_assertion(&server, Some(&id), &jwt)
+            .await
+            .status(),
+        401,
+        "replay"
+    );
 
     // A key the client never registered.
     let other = generate(Alg::ES256).unwrap();
-    let jwt = assertion(&EncodingKey::from_ec_der(&other.pkcs8), es, Some(&key.kid), &id, &aud, now() + 60, "b");
-    assert_eq!(token_with_assertion(&server, Some(&id), &jwt).await.status(), 401, "unregistered key");
+    let jwt = assertion(
+        &EncodingKey::from_ec_der(&other.pkcs8),
+        es,
+        Some(&key.kid),
+        &id,
+        &aud,
+        now() + 60,
+        "b",
+    );
+    assert_eq!(
+        token_with_assertion(&server, Some(&id), &jwt)
+            .await
+            .status(),
+        401,
+        "unregistered key"
+    );
 
     // The same client through a jwks_uri served over HTTP.
     let jwks_server = actix_web::HttpServer::new(move || {
         let body = jwks.to_string();
-        actix_web::App::new().route("/jwks", actix_web::web::get().to(move || {
-            let body = body.clone();
-            async move { actix_web::HttpResponse::Ok().content_type("application/json").body(body) }
-        }))
+        actix_web::App::new().route(
+            "/jwks",
+            actix_web::web::get().to(move || {
+                let body = body.clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(body)
+                }
+            }),
+        )
     })
     .workers(1)
     .bind("127.0.0.1:0")
     .unwrap();
     let jwks_uri = format!("http://{}/jwks", jwks_server.addrs()[0]);
     actix_rt::spawn(jwks_server.run());
-    let (id2, _) = server.cc_client(&org, &["--auth-method", "private_key_jwt", "--jwks-uri", &jwks_uri]);
+    let (id2, _) = server.cc_client(
+        &org,
+        &["--auth-method", "private_key_jwt", "--jwks-uri", &jwks_uri],
+    );
     let jwt = assertion(&encoding, es, Some(&key.kid), &id2, &aud, now() + 60, "c");
     let res = token_with_assertion(&server, Some(&id2), &jwt).await;
     assert_eq!(res.status(), 200, "{:?}", res.text().await);

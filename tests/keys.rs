@@ -10,8 +10,20 @@ use common::*;
 use serde_json::Value;
 
 async fn jwks_kids(server: &TestServer) -> Vec<String> {
-    let jwks: Value = http().get(server.url("/jwks.json")).send().await.unwrap().json().await.unwrap();
-    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
+    let jwks: Value = http()
+        .get(server.url("/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn kid_of(jwt: &str) -> String {
@@ -20,12 +32,22 @@ fn kid_of(jwt: &str) -> String {
 
 /// Verifies like a resource server: against the JWKS as published now.
 async fn verifies_against_jwks(server: &TestServer, jwt: &str) -> bool {
-    let jwks: jsonwebtoken::jwk::JwkSet = http().get(server.url("/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = http()
+        .get(server.url("/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let header = jsonwebtoken::decode_header(jwt).unwrap();
-    let Some(jwk) = jwks.find(header.kid.as_deref().unwrap()) else { return false };
+    let Some(jwk) = jwks.find(header.kid.as_deref().unwrap()) else {
+        return false;
+    };
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.validate_aud = false;
-    jsonwebtoken::decode::<Value>(jwt, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v).is_ok()
+    jsonwebtoken::decode::<Value>(jwt, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
+        .is_ok()
 }
 
 #[actix_web::test]
@@ -33,7 +55,10 @@ async fn the_jwks_publishes_one_key_per_algorithm_with_rfc7638_kids() {
     let server = TestServer::start().await;
     let res = http().get(server.url("/jwks.json")).send().await.unwrap();
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
-    assert!(res.headers()["cache-control"].to_str().unwrap().starts_with("public, max-age="));
+    assert!(res.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .starts_with("public, max-age="));
     let jwks: Value = res.json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();
     let mut algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
@@ -41,7 +66,10 @@ async fn the_jwks_publishes_one_key_per_algorithm_with_rfc7638_kids() {
     assert_eq!(algs, ["ES256", "EdDSA", "RS256"]);
     for k in keys {
         assert_eq!(k["use"], "sig");
-        assert!(k.get("d").is_none() && k.get("p").is_none(), "no private parts");
+        assert!(
+            k.get("d").is_none() && k.get("p").is_none(),
+            "no private parts"
+        );
         assert_eq!(latchkey::keys::thumbprint(k).as_deref(), k["kid"].as_str());
     }
 }
@@ -62,22 +90,43 @@ async fn a_rotated_in_key_is_published_before_it_signs_and_old_tokens_keep_verif
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let kids = jwks_kids(&server).await;
-    assert!(kids.contains(&new_kid), "the new key is published before it signs");
+    assert!(
+        kids.contains(&new_kid),
+        "the new key is published before it signs"
+    );
     assert!(kids.contains(&old_kid));
     let during = server.access_token(&id, &secret, &[]).await;
-    assert_eq!(kid_of(&during), old_kid, "the old key signs until the new one activates");
+    assert_eq!(
+        kid_of(&during),
+        old_kid,
+        "the old key signs until the new one activates"
+    );
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let after = server.access_token(&id, &secret, &[]).await;
-    assert_eq!(kid_of(&after), new_kid, "the new key signs after the window");
+    assert_eq!(
+        kid_of(&after),
+        new_kid,
+        "the new key signs after the window"
+    );
 
     // Tokens from before the rotation still verify, offline and at introspection.
     assert!(verifies_against_jwks(&server, &before).await);
-    assert_eq!(server.introspect(&id, &secret, &before).await["active"], true);
+    assert_eq!(
+        server.introspect(&id, &secret, &before).await["active"],
+        true
+    );
     assert!(verifies_against_jwks(&server, &after).await);
 
     let list = server.cli_json(&["keys", "list"]);
-    let status = |kid: &str| list.as_array().unwrap().iter().find(|k| k["kid"] == kid).unwrap()["status"].clone();
+    let status = |kid: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap()["status"]
+            .clone()
+    };
     assert_eq!(status(&new_kid), "signing");
     assert_eq!(status(&old_kid), "retired");
 }
@@ -113,10 +162,19 @@ async fn a_retired_key_leaves_the_jwks_only_after_its_last_token_expired() {
     let last = server.access_token(&id, &secret, &[]).await;
     assert_eq!(kid_of(&last), new_kid);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(jwks_kids(&server).await.contains(&old_kid), "still published while its tokens live");
-    assert!(verifies_against_jwks(&server, &old).await, "its tokens still verify offline");
+    assert!(
+        jwks_kids(&server).await.contains(&old_kid),
+        "still published while its tokens live"
+    );
+    assert!(
+        verifies_against_jwks(&server, &old).await,
+        "its tokens still verify offline"
+    );
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert!(!jwks_kids(&server).await.contains(&old_kid), "gone once its last token expired");
+    assert!(
+        !jwks_kids(&server).await.contains(&old_kid),
+        "gone once its last token expired"
+    );
     assert!(jwks_kids(&server).await.contains(&new_kid));
     let again = server.cli(&["keys", "retire", &old_kid]);
     assert!(!again.status.success(), "retiring twice is refused");

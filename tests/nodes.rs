@@ -19,7 +19,11 @@ struct Node {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Node {
@@ -61,7 +65,11 @@ impl Node {
     }
 
     fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -92,22 +100,35 @@ mod raw {
         let (host, path) = rest.split_once('/').unwrap();
         let mut s = std::net::TcpStream::connect(host)?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut buf = String::new();
         s.read_to_string(&mut buf)?;
-        buf.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or(std::io::ErrorKind::InvalidData.into())
+        buf.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or(std::io::ErrorKind::InvalidData.into())
     }
 }
 
 fn cli(env: &[(String, String)], dir: &Path, args: &[&str]) -> Value {
     let out = cli_with_env(env, dir.to_path_buf(), args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn post_form(base: &str, path: &str, basic: (&str, &str), form: &str) -> (u16, Value) {
     let host = base.strip_prefix("http://").unwrap();
-    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{}:{}", basic.0, basic.1));
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{}:{}", basic.0, basic.1),
+    );
     let mut s = TcpStream::connect(host).unwrap();
     write!(
         s,
@@ -136,20 +157,49 @@ fn the_embedded_default_creates_its_database_secret_and_keys_then_drains_on_sigt
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&secret_file)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
-    assert!(dir.path().join("data/latchkey.db").exists(), "the SQLite database is created");
+    assert!(
+        dir.path().join("data/latchkey.db").exists(),
+        "the SQLite database is created"
+    );
     let keys = cli(&[], dir.path(), &["keys", "list"]);
     assert_eq!(keys.as_array().unwrap().len(), 3, "one key per algorithm");
 
     let org = cli(&[], dir.path(), &["org", "create", "acme"]);
-    let client = cli(&[], dir.path(), &["client", "create", "--org", org["id"].as_str().unwrap(), "--name", "svc", "--grant-types", "client_credentials"]);
-    let (id, secret) = (client["client_id"].as_str().unwrap(), client["client_secret"].as_str().unwrap());
+    let client = cli(
+        &[],
+        dir.path(),
+        &[
+            "client",
+            "create",
+            "--org",
+            org["id"].as_str().unwrap(),
+            "--name",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+        ],
+    );
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
 
     // A request in flight when SIGTERM arrives: headers and half the body sent first.
     let host = node.base.strip_prefix("http://").unwrap().to_string();
     let body = "grant_type=client_credentials";
-    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{id}:{secret}"));
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{id}:{secret}"),
+    );
     let mut s = TcpStream::connect(&host).unwrap();
     write!(
         s,
@@ -161,7 +211,7 @@ fn the_embedded_default_creates_its_database_secret_and_keys_then_drains_on_sigt
     std::thread::sleep(Duration::from_millis(300));
     node.signal("TERM");
     std::thread::sleep(Duration::from_millis(500));
-    s.write_all(body[10..].as_bytes()).unwrap();
+    s.write_all(&body.as_bytes()[10..]).unwrap();
     let (status, json) = read_response(&mut s);
     assert_eq!(status, 200, "the in-flight request finishes: {json}");
     assert!(json["access_token"].is_string());
@@ -176,7 +226,10 @@ fn ctrl_c_also_stops_gracefully() {
     node.signal("INT");
     let exit = node.wait_exit(Duration::from_secs(35));
     assert!(exit.success(), "{exit:?}");
-    assert!(!dir.path().join("keys/latchkey.secret").exists(), "LATCHKEY_SECRET set: no secret file");
+    assert!(
+        !dir.path().join("keys/latchkey.secret").exists(),
+        "LATCHKEY_SECRET set: no secret file"
+    );
 }
 
 #[test]
@@ -184,22 +237,50 @@ fn two_nodes_on_one_database_behave_as_one_server() {
     // On PostgreSQL when TEST_DATABASE_URL names one; otherwise two processes on one SQLite file.
     let db = TestDb::new();
     let dir = tempfile::tempdir().unwrap();
-    let env = vec![("DATABASE_URL".to_string(), db.url.clone()), ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string())];
+    let env = vec![
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string()),
+    ];
     let a = Node::spawn(&env, dir.path());
     let b = Node::spawn(&env, dir.path());
     let jwks = |n: &Node| -> Value {
         let host = n.base.strip_prefix("http://").unwrap();
         let mut s = TcpStream::connect(host).unwrap();
-        write!(s, "GET /jwks.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /jwks.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         read_response(&mut s).1
     };
     assert_eq!(jwks(&a), jwks(&b), "both nodes publish the same keys");
 
     let org = cli(&env, dir.path(), &["org", "create", "acme"]);
-    let client = cli(&env, dir.path(), &["client", "create", "--org", org["id"].as_str().unwrap(), "--name", "svc", "--grant-types", "client_credentials"]);
-    let creds = (client["client_id"].as_str().unwrap(), client["client_secret"].as_str().unwrap());
+    let client = cli(
+        &env,
+        dir.path(),
+        &[
+            "client",
+            "create",
+            "--org",
+            org["id"].as_str().unwrap(),
+            "--name",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+        ],
+    );
+    let creds = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
 
-    let (status, tok) = post_form(&a.base, "/oauth2/token", creds, "grant_type=client_credentials");
+    let (status, tok) = post_form(
+        &a.base,
+        "/oauth2/token",
+        creds,
+        "grant_type=client_credentials",
+    );
     assert_eq!(status, 200);
     let token = tok["access_token"].as_str().unwrap();
     let form = format!("token={token}");
@@ -210,10 +291,39 @@ fn two_nodes_on_one_database_behave_as_one_server() {
     let (status, _) = post_form(&b.base, "/oauth2/revoke", creds, &form);
     assert_eq!(status, 200);
     let (_, intro) = post_form(&a.base, "/oauth2/introspect", creds, &form);
-    assert_eq!(intro, json!({"active": false}), "a revocation on B is seen by A on the next request");
+    assert_eq!(
+        intro,
+        json!({"active": false}),
+        "a revocation on B is seen by A on the next request"
+    );
 
     // A client created after both started is known to both at once.
-    let c2 = cli(&env, dir.path(), &["client", "create", "--org", "acme", "--name", "late", "--grant-types", "client_credentials"]);
-    let creds2 = (c2["client_id"].as_str().unwrap(), c2["client_secret"].as_str().unwrap());
-    assert_eq!(post_form(&b.base, "/oauth2/token", creds2, "grant_type=client_credentials").0, 200);
+    let c2 = cli(
+        &env,
+        dir.path(),
+        &[
+            "client",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "late",
+            "--grant-types",
+            "client_credentials",
+        ],
+    );
+    let creds2 = (
+        c2["client_id"].as_str().unwrap(),
+        c2["client_secret"].as_str().unwrap(),
+    );
+    assert_eq!(
+        post_form(
+            &b.base,
+            "/oauth2/token",
+            creds2,
+            "grant_type=client_credentials"
+        )
+        .0,
+        200
+    );
 }

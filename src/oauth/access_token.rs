@@ -51,7 +51,11 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Checks a presented token: our `kid`, the key's own algorithm (so `alg: none` and an HMAC
 /// keyed with a public key both fail), `typ: at+jwt` (RFC 9068 §4), signature, issuer and
 /// expiry. Revocation is the caller's check (it needs the store).
-pub fn verify<'k>(keys: &'k KeySet, token: &str, issuer: &str) -> Option<(AccessTokenClaims, &'k LoadedKey)> {
+pub fn verify<'k>(
+    keys: &'k KeySet,
+    token: &str,
+    issuer: &str,
+) -> Option<(AccessTokenClaims, &'k LoadedKey)> {
     if token.len() > MAX_TOKEN_LEN {
         return None;
     }

@@ -42,7 +42,12 @@ impl AuthMethod {
 
     /// Whether the method uses a client secret that Latchkey issues.
     pub fn has_secret(self) -> bool {
-        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost | AuthMethod::ClientSecretJwt)
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic
+                | AuthMethod::ClientSecretPost
+                | AuthMethod::ClientSecretJwt
+        )
     }
 }
 
@@ -143,7 +148,12 @@ pub fn apply_spec(mut c: Client, spec: &ClientSpec) -> Result<Client, String> {
     }
     if let Some(grants) = &spec.grant_types {
         let mut parsed = Vec::new();
-        for g in grants.iter().flat_map(|g| g.split(',')).map(str::trim).filter(|g| !g.is_empty()) {
+        for g in grants
+            .iter()
+            .flat_map(|g| g.split(','))
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+        {
             let grant = GrantType::parse(g).ok_or_else(|| {
                 format!("grant-types: unknown grant type {g:?} (client_credentials, authorization_code, refresh_token)")
             })?;
@@ -166,7 +176,8 @@ pub fn apply_spec(mut c: Client, spec: &ClientSpec) -> Result<Client, String> {
         c.post_logout_redirect_uris = uris.clone();
     }
     if let Some(scopes) = &spec.scopes {
-        c.scopes = ScopeSet::parse(&scopes.replace(',', " ")).map_err(|e| format!("scopes: {e}"))?;
+        c.scopes =
+            ScopeSet::parse(&scopes.replace(',', " ")).map_err(|e| format!("scopes: {e}"))?;
     }
     if let Some(p) = spec.public {
         c.public = p;
@@ -204,10 +215,12 @@ pub fn apply_spec(mut c: Client, spec: &ClientSpec) -> Result<Client, String> {
         c.audiences = auds.clone();
     }
     if let Some(a) = &spec.access_token_alg {
-        c.access_token_alg = Alg::parse(a).ok_or_else(|| format!("access-token-alg: {a:?} is not ES256, RS256 or EdDSA"))?;
+        c.access_token_alg = Alg::parse(a)
+            .ok_or_else(|| format!("access-token-alg: {a:?} is not ES256, RS256 or EdDSA"))?;
     }
     if let Some(a) = &spec.id_token_alg {
-        c.id_token_alg = Alg::parse(a).ok_or_else(|| format!("id-token-alg: {a:?} is not RS256, ES256 or EdDSA"))?;
+        c.id_token_alg = Alg::parse(a)
+            .ok_or_else(|| format!("id-token-alg: {a:?} is not RS256, ES256 or EdDSA"))?;
     }
     check_consistency(&c)?;
     Ok(c)
@@ -219,16 +232,24 @@ fn check_consistency(c: &Client) -> Result<(), String> {
     }
     if c.public != (c.auth_method == AuthMethod::None) {
         return Err(if c.public {
-            format!("auth-method: a public client authenticates with none, not {}", c.auth_method)
+            format!(
+                "auth-method: a public client authenticates with none, not {}",
+                c.auth_method
+            )
         } else {
             "auth-method: none is only for public clients (--public)".into()
         });
     }
     if c.public && c.may_use(GrantType::ClientCredentials) {
-        return Err("grant-types: a public client cannot use client_credentials (it has no credentials)".into());
+        return Err(
+            "grant-types: a public client cannot use client_credentials (it has no credentials)"
+                .into(),
+        );
     }
     if c.may_use(GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
-        return Err("redirect-uri: the authorization_code grant needs at least one redirect URI".into());
+        return Err(
+            "redirect-uri: the authorization_code grant needs at least one redirect URI".into(),
+        );
     }
     if c.may_use(GrantType::RefreshToken) && !c.may_use(GrantType::AuthorizationCode) {
         return Err("grant-types: refresh_token comes with authorization_code".into());
@@ -255,11 +276,15 @@ pub fn validate_redirect_uri(s: &str) -> Result<(), String> {
             Some(url::Host::Ipv4(ip)) if ip.is_loopback() => Ok(()),
             Some(url::Host::Ipv6(ip)) if ip.is_loopback() => Ok(()),
             Some(url::Host::Domain("localhost")) => Ok(()),
-            _ => Err(format!("{s:?}: http is only allowed on loopback; use https")),
+            _ => Err(format!(
+                "{s:?}: http is only allowed on loopback; use https"
+            )),
         },
         "javascript" | "data" | "file" | "vbscript" => Err(format!("{s:?}: scheme not allowed")),
         _ if s.contains(':') && url.scheme().contains('.') => Ok(()),
-        other => Err(format!("{s:?}: scheme {other} not allowed (private-use schemes look like com.example.app)")),
+        other => Err(format!(
+            "{s:?}: scheme {other} not allowed (private-use schemes look like com.example.app)"
+        )),
     }
 }
 
@@ -272,12 +297,13 @@ fn validate_jwks(jwks: &Value) -> Result<(), String> {
         return Err("the key set is empty".into());
     }
     for key in keys {
-        let jwk: jsonwebtoken::jwk::Jwk =
-            serde_json::from_value(key.clone()).map_err(|e| format!("a key does not parse: {e}"))?;
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone())
+            .map_err(|e| format!("a key does not parse: {e}"))?;
         if key.get("d").is_some() || key.get("p").is_some() {
             return Err("the key set holds a private key; register the public keys only".into());
         }
-        jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| format!("a key is not usable: {e}"))?;
+        jsonwebtoken::DecodingKey::from_jwk(&jwk)
+            .map_err(|e| format!("a key is not usable: {e}"))?;
     }
     Ok(())
 }

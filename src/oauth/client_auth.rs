@@ -48,10 +48,21 @@ pub fn secret_hash_input(client_id: &str, secret: &str) -> Vec<u8> {
 /// What the caller presented, before any lookup.
 #[derive(Debug)]
 pub enum Presented {
-    Basic { client_id: String, secret: String },
-    Post { client_id: String, secret: String },
-    Assertion { client_id: String, assertion: String },
-    None { client_id: String },
+    Basic {
+        client_id: String,
+        secret: String,
+    },
+    Post {
+        client_id: String,
+        secret: String,
+    },
+    Assertion {
+        client_id: String,
+        assertion: String,
+    },
+    None {
+        client_id: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -64,12 +75,19 @@ impl Presented {
         let basic = match req.headers().get(header::AUTHORIZATION) {
             None => None,
             Some(value) => {
-                let value = value.to_str().map_err(|_| OAuthError::invalid_client(FAILED))?;
+                let value = value
+                    .to_str()
+                    .map_err(|_| OAuthError::invalid_client(FAILED))?;
                 let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
                 if !scheme.eq_ignore_ascii_case("basic") {
-                    return Err(OAuthError::invalid_client("only the Basic scheme authenticates clients here"));
+                    return Err(OAuthError::invalid_client(
+                        "only the Basic scheme authenticates clients here",
+                    ));
                 }
-                Some(parse_basic(rest.trim()).ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?)
+                Some(
+                    parse_basic(rest.trim())
+                        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?,
+                )
             }
         };
         let body_id = form.get("client_id");
@@ -77,7 +95,8 @@ impl Presented {
         let assertion = form.get("client_assertion");
         let assertion_type = form.get("client_assertion_type");
 
-        let places = basic.is_some() as u8 + body_secret.is_some() as u8 + assertion.is_some() as u8;
+        let places =
+            basic.is_some() as u8 + body_secret.is_some() as u8 + assertion.is_some() as u8;
         if places > 1 {
             return Err(OAuthError::invalid_request(
                 "client credentials were sent in more than one place; use the one method the client registered",
@@ -85,34 +104,54 @@ impl Presented {
         }
         if let Some((id, secret)) = basic {
             if body_id.is_some_and(|b| b != id) {
-                return Err(OAuthError::invalid_request("client_id in the body differs from the Authorization header"));
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body differs from the Authorization header",
+                ));
             }
-            return Ok(Presented::Basic { client_id: id, secret });
+            return Ok(Presented::Basic {
+                client_id: id,
+                secret,
+            });
         }
         if let Some(secret) = body_secret {
-            let id = body_id.ok_or_else(|| OAuthError::invalid_request("client_secret without client_id"))?;
-            return Ok(Presented::Post { client_id: id.to_string(), secret: secret.to_string() });
+            let id = body_id
+                .ok_or_else(|| OAuthError::invalid_request("client_secret without client_id"))?;
+            return Ok(Presented::Post {
+                client_id: id.to_string(),
+                secret: secret.to_string(),
+            });
         }
         if let Some(assertion) = assertion {
             if assertion_type != Some(ASSERTION_TYPE) {
-                return Err(OAuthError::invalid_request(format!("client_assertion_type must be {ASSERTION_TYPE}")));
+                return Err(OAuthError::invalid_request(format!(
+                    "client_assertion_type must be {ASSERTION_TYPE}"
+                )));
             }
             // The subject names the client (RFC 7523 §3); the signature is checked once the
             // client, and so its key, is known.
-            let sub = peek_claims(assertion)
-                .and_then(|c| c.sub)
-                .ok_or_else(|| OAuthError::invalid_client("the client assertion is not a JWT with a sub claim"))?;
+            let sub = peek_claims(assertion).and_then(|c| c.sub).ok_or_else(|| {
+                OAuthError::invalid_client("the client assertion is not a JWT with a sub claim")
+            })?;
             if body_id.is_some_and(|b| b != sub) {
                 return Err(OAuthError::invalid_client(FAILED));
             }
-            return Ok(Presented::Assertion { client_id: sub, assertion: assertion.to_string() });
+            return Ok(Presented::Assertion {
+                client_id: sub,
+                assertion: assertion.to_string(),
+            });
         }
         if assertion_type.is_some() {
-            return Err(OAuthError::invalid_request("client_assertion_type without client_assertion"));
+            return Err(OAuthError::invalid_request(
+                "client_assertion_type without client_assertion",
+            ));
         }
         match body_id {
-            Some(id) => Ok(Presented::None { client_id: id.to_string() }),
-            None => Err(OAuthError::invalid_client("client authentication is required")),
+            Some(id) => Ok(Presented::None {
+                client_id: id.to_string(),
+            }),
+            None => Err(OAuthError::invalid_client(
+                "client authentication is required",
+            )),
         }
     }
 
@@ -135,19 +174,30 @@ impl Presented {
     }
 
     /// Checks the presented credentials against the stored client (`None`: no such client).
-    pub async fn verify(self, state: &AppState, client: Option<Client>) -> Result<Client, OAuthError> {
+    pub async fn verify(
+        self,
+        state: &AppState,
+        client: Option<Client>,
+    ) -> Result<Client, OAuthError> {
         let Some(client) = client else {
             // Spend the time a real check would, so that timing does not reveal client ids.
-            let _ = state.secrets.verify_hash(Purpose::StoredSecret, b"", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+            let _ = state.secrets.verify_hash(
+                Purpose::StoredSecret,
+                b"",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            );
             return Err(OAuthError::invalid_client(FAILED));
         };
-        let method_matches = match (&self, client.auth_method) {
+        let method_matches = matches!(
+            (&self, client.auth_method),
             (Presented::Basic { .. }, AuthMethod::ClientSecretBasic)
-            | (Presented::Post { .. }, AuthMethod::ClientSecretPost)
-            | (Presented::Assertion { .. }, AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt)
-            | (Presented::None { .. }, AuthMethod::None) => true,
-            _ => false,
-        };
+                | (Presented::Post { .. }, AuthMethod::ClientSecretPost)
+                | (
+                    Presented::Assertion { .. },
+                    AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt,
+                )
+                | (Presented::None { .. }, AuthMethod::None)
+        );
         if !method_matches {
             return Err(OAuthError::invalid_client(format!(
                 "this client authenticates with {}, not {}",
@@ -158,7 +208,11 @@ impl Presented {
         match self {
             Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
                 let ok = client.secret_hash.as_deref().is_some_and(|stored| {
-                    state.secrets.verify_hash(Purpose::StoredSecret, &secret_hash_input(&client.client_id, &secret), stored)
+                    state.secrets.verify_hash(
+                        Purpose::StoredSecret,
+                        &secret_hash_input(&client.client_id, &secret),
+                        stored,
+                    )
                 });
                 if ok {
                     Ok(client)
@@ -170,9 +224,14 @@ impl Presented {
             Presented::Assertion { assertion, .. } => {
                 let (jti, exp) = verify_assertion(state, &client, &assertion).await?;
                 let client_id = client.client_id.clone();
-                let fresh = state.store.run(move |c| tokens::use_assertion(c, &client_id, &jti, exp)).await?;
+                let fresh = state
+                    .store
+                    .run(move |c| tokens::use_assertion(c, &client_id, &jti, exp))
+                    .await?;
                 if !fresh {
-                    return Err(OAuthError::invalid_client("this client assertion was already used (jti replay)"));
+                    return Err(OAuthError::invalid_client(
+                        "this client assertion was already used (jti replay)",
+                    ));
                 }
                 Ok(client)
             }
@@ -187,7 +246,10 @@ fn parse_basic(b64: &str) -> Option<(String, String)> {
     let (id, secret) = text.split_once(':')?;
     let decode = |s: &str| -> Option<String> {
         let plus = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&plus).decode_utf8().ok().map(|c| c.into_owned())
+        percent_encoding::percent_decode_str(&plus)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
     };
     let (id, secret) = (decode(id)?, decode(secret)?);
     if id.is_empty() {
@@ -208,13 +270,20 @@ struct AssertionClaims {
 }
 
 /// RFC 7523 §3 with SPEC §2's limits; returns the assertion's `jti` and `exp`.
-async fn verify_assertion(state: &AppState, client: &Client, assertion: &str) -> Result<(String, i64), OAuthError> {
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| OAuthError::invalid_client("the client assertion has an invalid header"))?;
+async fn verify_assertion(
+    state: &AppState,
+    client: &Client,
+    assertion: &str,
+) -> Result<(String, i64), OAuthError> {
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| OAuthError::invalid_client("the client assertion has an invalid header"))?;
     let alg = format!("{:?}", header.alg);
     let keys: Vec<DecodingKey> = match client.auth_method {
         AuthMethod::ClientSecretJwt => {
             if !SECRET_JWT_ALGS.contains(&alg.as_str()) {
-                return Err(OAuthError::invalid_client("client_secret_jwt assertions are signed with HS256"));
+                return Err(OAuthError::invalid_client(
+                    "client_secret_jwt assertions are signed with HS256",
+                ));
             }
             let secret = client
                 .secret_enc
@@ -225,7 +294,9 @@ async fn verify_assertion(state: &AppState, client: &Client, assertion: &str) ->
         }
         AuthMethod::PrivateKeyJwt => {
             if !PRIVATE_KEY_JWT_ALGS.contains(&alg.as_str()) {
-                return Err(OAuthError::invalid_client("private_key_jwt assertions are signed with RS256, PS256, ES256 or EdDSA"));
+                return Err(OAuthError::invalid_client(
+                    "private_key_jwt assertions are signed with RS256, PS256, ES256 or EdDSA",
+                ));
             }
             let jwks = match (&client.jwks, &client.jwks_uri) {
                 (Some(jwks), _) => jwks.clone(),
@@ -246,16 +317,24 @@ async fn verify_assertion(state: &AppState, client: &Client, assertion: &str) ->
     let claims = keys
         .iter()
         .find_map(|key| jsonwebtoken::decode::<AssertionClaims>(assertion, key, &validation).ok())
-        .ok_or_else(|| OAuthError::invalid_client("the client assertion's signature, issuer, subject, audience or expiry is invalid"))?
+        .ok_or_else(|| {
+            OAuthError::invalid_client(
+                "the client assertion's signature, issuer, subject, audience or expiry is invalid",
+            )
+        })?
         .claims;
     let now = store::now();
     if claims.exp > now + MAX_ASSERTION_LIFETIME {
-        return Err(OAuthError::invalid_client("the client assertion expires more than 5 minutes ahead"));
+        return Err(OAuthError::invalid_client(
+            "the client assertion expires more than 5 minutes ahead",
+        ));
     }
     let jti = claims
         .jti
         .filter(|j| !j.is_empty() && j.len() <= 256)
-        .ok_or_else(|| OAuthError::invalid_client("the client assertion needs a jti of at most 256 characters"))?;
+        .ok_or_else(|| {
+            OAuthError::invalid_client("the client assertion needs a jti of at most 256 characters")
+        })?;
     Ok((jti, claims.exp))
 }
 
@@ -305,7 +384,10 @@ impl JwksCache {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        JwksCache { http, entries: Mutex::new(HashMap::new()) }
+        JwksCache {
+            http,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     async fn get(&self, uri: &str, kid: Option<&str>) -> Result<Value, OAuthError> {
@@ -314,7 +396,10 @@ impl JwksCache {
             let has_kid = kid.is_none_or(|kid| {
                 jwks.get("keys")
                     .and_then(Value::as_array)
-                    .is_some_and(|keys| keys.iter().any(|k| k.get("kid").and_then(Value::as_str) == Some(kid)))
+                    .is_some_and(|keys| {
+                        keys.iter()
+                            .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+                    })
             });
             if at.elapsed() < JWKS_TTL && (has_kid || at.elapsed() < JWKS_MIN_REFETCH) {
                 return Ok(jwks.clone());
@@ -329,7 +414,9 @@ impl JwksCache {
             }
             Err(reason) => {
                 tracing::warn!(jwks_uri = uri, %reason, "cannot fetch a client's JWKS");
-                cached.map(|(_, j)| j).ok_or_else(|| OAuthError::invalid_client("the client's jwks_uri cannot be fetched"))
+                cached.map(|(_, j)| j).ok_or_else(|| {
+                    OAuthError::invalid_client("the client's jwks_uri cannot be fetched")
+                })
             }
         }
     }
@@ -357,7 +444,10 @@ mod tests {
     #[test]
     fn basic_credentials_are_form_decoded() {
         let enc = STANDARD.encode("my%20id:p%3Ass+word");
-        assert_eq!(parse_basic(&enc), Some(("my id".into(), "p:ss word".into())));
+        assert_eq!(
+            parse_basic(&enc),
+            Some(("my id".into(), "p:ss word".into()))
+        );
         assert_eq!(parse_basic("%%%"), None);
         assert_eq!(parse_basic(&STANDARD.encode("no-colon")), None);
     }

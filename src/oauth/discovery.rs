@@ -12,8 +12,17 @@ use crate::store;
 
 /// The authorization-server metadata, built once at start-up.
 pub fn metadata_document(config: &Config) -> Value {
-    let auth_methods = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"];
-    let signing_algs: Vec<&str> = SECRET_JWT_ALGS.iter().chain(PRIVATE_KEY_JWT_ALGS).copied().collect();
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "client_secret_jwt",
+        "private_key_jwt",
+    ];
+    let signing_algs: Vec<&str> = SECRET_JWT_ALGS
+        .iter()
+        .chain(PRIVATE_KEY_JWT_ALGS)
+        .copied()
+        .collect();
     json!({
         "issuer": config.issuer,
         "token_endpoint": config.endpoint("/oauth2/token"),
@@ -35,8 +44,14 @@ pub fn metadata_document(config: &Config) -> Value {
 
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")))
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        ))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ))
         .content_type("application/json")
         .body(state.metadata.clone())
 }
@@ -45,7 +60,10 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let body = state.keys.snapshot().jwks(store::now());
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, state.jwks_cache_control.clone()))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ))
         .content_type("application/jwk-set+json")
         .body(body.to_string())
 }

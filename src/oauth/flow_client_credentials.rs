@@ -25,7 +25,11 @@ struct TokenResponse {
     scope: Option<String>,
 }
 
-pub async fn token(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, OAuthError> {
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
     let form = Form::read(&req, payload).await?;
     let grant_type = form.require("grant_type")?;
     if GrantType::parse(grant_type) != Some(GrantType::ClientCredentials) {
@@ -40,9 +44,15 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, payload: web::P
     client_credentials(&state, &client, &form)
 }
 
-fn client_credentials(state: &AppState, client: &Client, form: &Form) -> Result<HttpResponse, OAuthError> {
+fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    form: &Form,
+) -> Result<HttpResponse, OAuthError> {
     if client.public || !client.may_use(GrantType::ClientCredentials) {
-        return Err(OAuthError::unauthorized_client("this client may not use the client_credentials grant"));
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use the client_credentials grant",
+        ));
     }
     let scope = granted_scope(client, form.get("scope"))?;
     let aud = audience(state, client, &form.all("resource"))?;
@@ -50,12 +60,10 @@ fn client_credentials(state: &AppState, client: &Client, form: &Form) -> Result<
     let now = store::now();
     let ttl = state.config.access_token_ttl.as_secs();
     let keys = state.keys.snapshot();
-    let key = keys
-        .signer(client.access_token_alg, now)
-        .ok_or_else(|| {
-            tracing::error!(alg = %client.access_token_alg, "no signing key");
-            OAuthError::unavailable()
-        })?;
+    let key = keys.signer(client.access_token_alg, now).ok_or_else(|| {
+        tracing::error!(alg = %client.access_token_alg, "no signing key");
+        OAuthError::unavailable()
+    })?;
     let claims = AccessTokenClaims {
         iss: state.config.issuer.clone(),
         sub: client.client_id.clone(),
@@ -67,11 +75,22 @@ fn client_credentials(state: &AppState, client: &Client, form: &Form) -> Result<
         jti: random_base62(22),
         org_id: client.org_id.clone(),
     };
-    let access_token = key.sign_access_token(&claims).map_err(|_| OAuthError::unavailable())?;
-    state.metrics.tokens_issued.with_label_values(&["client_credentials"]).inc();
+    let access_token = key
+        .sign_access_token(&claims)
+        .map_err(|_| OAuthError::unavailable())?;
+    state
+        .metrics
+        .tokens_issued
+        .with_label_values(&["client_credentials"])
+        .inc();
     let mut res = HttpResponse::Ok();
     no_store(&mut res);
-    Ok(res.json(TokenResponse { access_token, token_type: "Bearer", expires_in: ttl, scope: claims.scope }))
+    Ok(res.json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope: claims.scope,
+    }))
 }
 
 /// RFC 6749 §3.3: the requested scope, within the client's; the client's whole registered
@@ -93,15 +112,27 @@ pub fn granted_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSe
 
 /// SPEC §2 / RFC 8707: `aud` is the requested resources (each a registered audience), else the
 /// client's first audience, else the issuer.
-pub fn audience(state: &AppState, client: &Client, resources: &[&str]) -> Result<Audience, OAuthError> {
+pub fn audience(
+    state: &AppState,
+    client: &Client,
+    resources: &[&str],
+) -> Result<Audience, OAuthError> {
     if resources.is_empty() {
-        return Ok(Audience::One(client.audiences.first().cloned().unwrap_or_else(|| state.config.issuer.clone())));
+        return Ok(Audience::One(
+            client
+                .audiences
+                .first()
+                .cloned()
+                .unwrap_or_else(|| state.config.issuer.clone()),
+        ));
     }
     let mut list: Vec<String> = Vec::with_capacity(resources.len());
     for r in resources {
         validate_resource(r).map_err(OAuthError::invalid_target)?;
         if !client.audiences.iter().any(|a| a == r) {
-            return Err(OAuthError::invalid_target(format!("resource {r} is not registered for this client")));
+            return Err(OAuthError::invalid_target(format!(
+                "resource {r} is not registered for this client"
+            )));
         }
         if !list.iter().any(|a| a == r) {
             list.push(r.to_string());

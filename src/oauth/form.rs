@@ -41,7 +41,8 @@ impl Form {
         }
         let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
+            let chunk =
+                chunk.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(too_large());
             }
@@ -53,12 +54,15 @@ impl Form {
     pub fn parse(body: &[u8]) -> Result<Form, OAuthError> {
         // form_urlencoded passes a broken escape through literally; a form that has one is
         // malformed, not a value to act on.
-        let broken_escape = body
-            .iter()
-            .enumerate()
-            .any(|(i, &b)| b == b'%' && !(body.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && body.get(i + 2).is_some_and(u8::is_ascii_hexdigit)));
+        let broken_escape = body.iter().enumerate().any(|(i, &b)| {
+            b == b'%'
+                && !(body.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && body.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        });
         if broken_escape {
-            return Err(OAuthError::invalid_request("the body has an invalid percent-encoding"));
+            return Err(OAuthError::invalid_request(
+                "the body has an invalid percent-encoding",
+            ));
         }
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (name, value) in form_urlencoded::parse(body) {
@@ -68,7 +72,9 @@ impl Form {
             }
             if name.len() > MAX_PARAM || value.len() > MAX_PARAM {
                 let shown: String = name.chars().take(40).collect();
-                return Err(OAuthError::invalid_request(format!("parameter {shown} is longer than 4 KiB")));
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {shown} is longer than 4 KiB"
+                )));
             }
             // RFC 6749 §3.1: a parameter without a value is treated as omitted.
             if value.is_empty() {
@@ -85,15 +91,23 @@ impl Form {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.pairs.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        self.pairs
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("parameter {name} is required")))
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("parameter {name} is required")))
     }
 }
 

@@ -13,7 +13,11 @@ use super::{no_store, OAuthError};
 use crate::app::AppState;
 use crate::store::{clients, tokens};
 
-pub async fn introspect(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, OAuthError> {
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
     let form = Form::read(&req, payload).await?;
     let presented = Presented::from_request(&req, &form)?;
     let token = form.require("token")?;
@@ -21,7 +25,8 @@ pub async fn introspect(state: web::Data<AppState>, req: HttpRequest, payload: w
     // Signature checks need no I/O; done first, so that the client and the revocation
     // state come back in one database round trip.
     let keys = state.keys.snapshot();
-    let verified = access_token::verify(&keys, token, &state.config.issuer).map(|(claims, _)| claims);
+    let verified =
+        access_token::verify(&keys, token, &state.config.issuer).map(|(claims, _)| claims);
 
     let id = presented.client_id().to_string();
     let jti = verified.as_ref().map(|c| c.jti.clone());
@@ -38,7 +43,9 @@ pub async fn introspect(state: web::Data<AppState>, req: HttpRequest, payload: w
         .await?;
     let client = presented.verify(&state, client).await?;
     if client.public {
-        return Err(OAuthError::invalid_client("introspection is for confidential clients"));
+        return Err(OAuthError::invalid_client(
+            "introspection is for confidential clients",
+        ));
     }
 
     let body = match verified {

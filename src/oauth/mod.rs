@@ -36,7 +36,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> OAuthError {
-        OAuthError { status, error, description: description.into() }
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+        }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
@@ -94,7 +98,10 @@ impl ResponseError for OAuthError {
         no_store(&mut res);
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6749 §5.2: a 401 names the scheme the client may use.
-            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\"")));
+            res.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"latchkey\""),
+            ));
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
@@ -110,9 +117,15 @@ pub fn no_store(res: &mut actix_web::HttpResponseBuilder) {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/oauth-authorization-server", web::get().to(discovery::metadata))
-        .route("/jwks.json", web::get().to(discovery::jwks))
-        .route("/oauth2/token", web::post().to(flow_client_credentials::token))
-        .route("/oauth2/introspect", web::post().to(introspect::introspect))
-        .route("/oauth2/revoke", web::post().to(revoke::revoke));
+    cfg.route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(discovery::metadata),
+    )
+    .route("/jwks.json", web::get().to(discovery::jwks))
+    .route(
+        "/oauth2/token",
+        web::post().to(flow_client_credentials::token),
+    )
+    .route("/oauth2/introspect", web::post().to(introspect::introspect))
+    .route("/oauth2/revoke", web::post().to(revoke::revoke));
 }

@@ -12,7 +12,11 @@ use super::{no_store, OAuthError};
 use crate::app::AppState;
 use crate::store::{clients, tokens};
 
-pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, OAuthError> {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
     let form = Form::read(&req, payload).await?;
     let presented = Presented::from_request(&req, &form)?;
     let token = form.require("token")?.to_string();
@@ -24,7 +28,10 @@ pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, payload: web::
     if let Some((claims, _)) = access_token::verify(&keys, &token, &state.config.issuer) {
         if claims.client_id == client.client_id {
             let jti = claims.jti.clone();
-            state.store.run(move |c| tokens::revoke(c, &claims.jti, claims.exp)).await?;
+            state
+                .store
+                .run(move |c| tokens::revoke(c, &claims.jti, claims.exp))
+                .await?;
             tracing::info!(client_id = %client.client_id, %jti, "access token revoked");
         }
     }

@@ -12,8 +12,13 @@ impl ScopeSet {
     pub fn parse(s: &str) -> Result<ScopeSet, String> {
         let mut set = BTreeSet::new();
         for token in s.split(' ').filter(|t| !t.is_empty()) {
-            if !token.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)) {
-                return Err(format!("{token:?} is not a valid scope token (RFC 6749 §3.3)"));
+            if !token
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+            {
+                return Err(format!(
+                    "{token:?} is not a valid scope token (RFC 6749 §3.3)"
+                ));
             }
             set.insert(token.to_string());
         }
@@ -38,7 +43,11 @@ impl ScopeSet {
 
     /// The tokens of `self` that `allowed` does not hold.
     pub fn excess<'a>(&'a self, allowed: &ScopeSet) -> Vec<&'a str> {
-        self.0.iter().filter(|s| !allowed.0.contains(*s)).map(String::as_str).collect()
+        self.0
+            .iter()
+            .filter(|s| !allowed.0.contains(*s))
+            .map(String::as_str)
+            .collect()
     }
 }
 
@@ -75,7 +84,10 @@ mod tests {
         let s = ScopeSet::parse("write read  read").unwrap();
         assert_eq!(s.to_string(), "read write");
         assert!(ScopeSet::parse("read").unwrap().is_subset(&s));
-        assert_eq!(ScopeSet::parse("read admin").unwrap().excess(&s), vec!["admin"]);
+        assert_eq!(
+            ScopeSet::parse("read admin").unwrap().excess(&s),
+            vec!["admin"]
+        );
         assert!(ScopeSet::parse("bad\"quote").is_err());
         assert!(ScopeSet::parse("tab\there").is_err());
     }

@@ -35,14 +35,22 @@ pub struct ClientRow {
 }
 
 fn words(s: &str) -> Vec<String> {
-    s.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()
+    s.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 impl TryFrom<ClientRow> for Client {
     type Error = StoreError;
 
     fn try_from(r: ClientRow) -> Result<Client, StoreError> {
-        let corrupt = |what: &str| StoreError::Invalid(format!("client {}: stored {what} does not parse", r.client_id));
+        let corrupt = |what: &str| {
+            StoreError::Invalid(format!(
+                "client {}: stored {what} does not parse",
+                r.client_id
+            ))
+        };
         Ok(Client {
             auth_method: AuthMethod::parse(&r.auth_method).ok_or_else(|| corrupt("auth_method"))?,
             grant_types: r
@@ -57,7 +65,8 @@ impl TryFrom<ClientRow> for Client {
                 Some(j) => Some(serde_json::from_str(j).map_err(|_| corrupt("jwks"))?),
                 None => None,
             },
-            access_token_alg: Alg::parse(&r.access_token_alg).ok_or_else(|| corrupt("access_token_alg"))?,
+            access_token_alg: Alg::parse(&r.access_token_alg)
+                .ok_or_else(|| corrupt("access_token_alg"))?,
             id_token_alg: Alg::parse(&r.id_token_alg).ok_or_else(|| corrupt("id_token_alg"))?,
             redirect_uris: words(&r.redirect_uris),
             post_logout_redirect_uris: words(&r.post_logout_redirect_uris),
@@ -86,7 +95,12 @@ impl From<&Client> for ClientRow {
             auth_method: k.auth_method.as_str().into(),
             secret_hash: k.secret_hash.clone(),
             secret_enc: k.secret_enc.clone(),
-            grant_types: k.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" "),
+            grant_types: k
+                .grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
             redirect_uris: k.redirect_uris.join(" "),
             post_logout_redirect_uris: k.post_logout_redirect_uris.join(" "),
             scopes: k.scopes.to_string(),
@@ -105,22 +119,31 @@ impl From<&Client> for ClientRow {
 }
 
 pub fn insert(conn: &mut AnyConnection, client: &Client) -> Result<(), StoreError> {
-    diesel::insert_into(c::clients).values(ClientRow::from(client)).execute(conn)?;
+    diesel::insert_into(c::clients)
+        .values(ClientRow::from(client))
+        .execute(conn)?;
     Ok(())
 }
 
 pub fn update(conn: &mut AnyConnection, client: &Client) -> Result<(), StoreError> {
     let row = ClientRow::from(client);
-    diesel::update(c::clients.filter(c::client_id.eq(&client.client_id)).filter(c::org_id.eq(&client.org_id)))
-        .set(&row)
-        .execute(conn)?;
+    diesel::update(
+        c::clients
+            .filter(c::client_id.eq(&client.client_id))
+            .filter(c::org_id.eq(&client.org_id)),
+    )
+    .set(&row)
+    .execute(conn)?;
     Ok(())
 }
 
 /// The client with this id, whatever its organization (client authentication: the id is what
 /// the caller claims to be; the organization comes from the row).
 pub fn find(conn: &mut AnyConnection, client_id: &str) -> Result<Option<Client>, StoreError> {
-    let row: Option<ClientRow> = c::clients.filter(c::client_id.eq(client_id)).first(conn).optional()?;
+    let row: Option<ClientRow> = c::clients
+        .filter(c::client_id.eq(client_id))
+        .first(conn)
+        .optional()?;
     row.map(Client::try_from).transpose()
 }
 

@@ -55,7 +55,9 @@ fn new_row(secrets: &Secrets, alg: Alg, now: i64, activates_at: i64) -> Result<K
 
 /// Every key, newest first.
 pub fn list_all(conn: &mut AnyConnection) -> Result<Vec<KeyRow>, StoreError> {
-    Ok(k::signing_keys.order((k::activates_at.desc(), k::kid.asc())).load(conn)?)
+    Ok(k::signing_keys
+        .order((k::activates_at.desc(), k::kid.asc()))
+        .load(conn)?)
 }
 
 /// The keys a node loads: those still published.
@@ -67,7 +69,11 @@ pub fn list_published(conn: &mut AnyConnection, now: i64) -> Result<Vec<KeyRow>,
 
 /// Creates a key for every algorithm that has no unretired key, active at once: with no key of
 /// that algorithm nothing else could sign, and no resource server can hold an older set.
-pub fn ensure_keys(conn: &mut AnyConnection, secrets: &Secrets, now: i64) -> Result<Vec<String>, StoreError> {
+pub fn ensure_keys(
+    conn: &mut AnyConnection,
+    secrets: &Secrets,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
     let mut created = Vec::new();
     for alg in Alg::ALL {
         let unretired: i64 = k::signing_keys
@@ -77,7 +83,9 @@ pub fn ensure_keys(conn: &mut AnyConnection, secrets: &Secrets, now: i64) -> Res
             .get_result(conn)?;
         if unretired == 0 {
             let row = new_row(secrets, alg, now, now)?;
-            diesel::insert_into(k::signing_keys).values(&row).execute(conn)?;
+            diesel::insert_into(k::signing_keys)
+                .values(&row)
+                .execute(conn)?;
             created.push(row.kid);
         }
     }
@@ -85,9 +93,17 @@ pub fn ensure_keys(conn: &mut AnyConnection, secrets: &Secrets, now: i64) -> Res
 }
 
 /// Adds a key that activates after `delay` seconds (the pre-publication window).
-pub fn generate(conn: &mut AnyConnection, secrets: &Secrets, alg: Alg, now: i64, delay: i64) -> Result<KeyRow, StoreError> {
+pub fn generate(
+    conn: &mut AnyConnection,
+    secrets: &Secrets,
+    alg: Alg,
+    now: i64,
+    delay: i64,
+) -> Result<KeyRow, StoreError> {
     let row = new_row(secrets, alg, now, now + delay)?;
-    diesel::insert_into(k::signing_keys).values(&row).execute(conn)?;
+    diesel::insert_into(k::signing_keys)
+        .values(&row)
+        .execute(conn)?;
     Ok(row)
 }
 
@@ -109,14 +125,21 @@ pub fn rotate(
             .select(k::kid)
             .load(c)?;
         diesel::update(k::signing_keys.filter(k::kid.eq_any(&retiring)))
-            .set((k::retired_at.eq(row.activates_at), k::publish_until.eq(row.activates_at + longest_ttl)))
+            .set((
+                k::retired_at.eq(row.activates_at),
+                k::publish_until.eq(row.activates_at + longest_ttl),
+            ))
             .execute(c)?;
-        diesel::insert_into(k::signing_keys).values(&row).execute(c)?;
+        diesel::insert_into(k::signing_keys)
+            .values(&row)
+            .execute(c)?;
         Ok::<_, StoreError>(())
     })?;
     let retiring = list_all(conn)?
         .into_iter()
-        .filter(|r| r.alg == alg.as_str() && r.kid != row.kid && r.retired_at == Some(row.activates_at))
+        .filter(|r| {
+            r.alg == alg.as_str() && r.kid != row.kid && r.retired_at == Some(row.activates_at)
+        })
         .map(|r| r.kid)
         .collect();
     Ok((row, retiring))
@@ -124,7 +147,12 @@ pub fn rotate(
 
 /// Stops `kid` signing now; it stays published `longest_ttl` longer. Refused when no other
 /// activated key of its algorithm would be left to sign.
-pub fn retire(conn: &mut AnyConnection, kid: &str, now: i64, longest_ttl: i64) -> Result<KeyRow, StoreError> {
+pub fn retire(
+    conn: &mut AnyConnection,
+    kid: &str,
+    now: i64,
+    longest_ttl: i64,
+) -> Result<KeyRow, StoreError> {
     conn.transaction(|c| {
         let row: KeyRow = k::signing_keys
             .filter(k::kid.eq(kid))

@@ -28,7 +28,12 @@ impl OrgView {
         OrgView {
             id: row.id.clone(),
             name: row.name.clone(),
-            allowed_ips: row.allowed_ips.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            allowed_ips: row
+                .allowed_ips
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
             created_at: crate::rfc3339(row.created_at),
         }
     }
@@ -37,10 +42,14 @@ impl OrgView {
 pub fn create(conn: &mut AnyConnection, name: &str, now: i64) -> Result<OrgRow, StoreError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(StoreError::Invalid("organization name: 1 to 200 characters".into()));
+        return Err(StoreError::Invalid(
+            "organization name: 1 to 200 characters".into(),
+        ));
     }
     if name.starts_with("org_") {
-        return Err(StoreError::Invalid("organization name: must not start with org_ (ids do)".into()));
+        return Err(StoreError::Invalid(
+            "organization name: must not start with org_ (ids do)".into(),
+        ));
     }
     let row = OrgRow {
         id: format!("org_{}", crate::crypto::random_base62(20)),
@@ -48,9 +57,14 @@ pub fn create(conn: &mut AnyConnection, name: &str, now: i64) -> Result<OrgRow, 
         allowed_ips: String::new(),
         created_at: now,
     };
-    match diesel::insert_into(o::organizations).values(&row).execute(conn) {
+    match diesel::insert_into(o::organizations)
+        .values(&row)
+        .execute(conn)
+    {
         Ok(_) => Ok(row),
-        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("an organization named {name:?} already exists"))),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "an organization named {name:?} already exists"
+        ))),
         Err(e) => Err(e.into()),
     }
 }

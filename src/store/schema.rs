@@ -70,4 +70,11 @@ diesel::table! {
 }
 
 diesel::joinable!(clients -> organizations (org_id));
-diesel::allow_tables_to_appear_in_same_query!(instance, organizations, clients, signing_keys, used_assertions, revoked_tokens);
+diesel::allow_tables_to_appear_in_same_query!(
+    instance,
+    organizations,
+    clients,
+    signing_keys,
+    used_assertions,
+    revoked_tokens
+);

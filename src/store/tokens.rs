@@ -7,9 +7,18 @@ use super::schema::{revoked_tokens::dsl as r, used_assertions::dsl as u};
 use super::{is_unique_violation, AnyConnection, StoreError};
 
 /// Records a client assertion's `jti`; `false` when it was already used (a replay).
-pub fn use_assertion(conn: &mut AnyConnection, client_id: &str, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
+pub fn use_assertion(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    jti: &str,
+    expires_at: i64,
+) -> Result<bool, StoreError> {
     match diesel::insert_into(u::used_assertions)
-        .values((u::client_id.eq(client_id), u::jti.eq(jti), u::expires_at.eq(expires_at)))
+        .values((
+            u::client_id.eq(client_id),
+            u::jti.eq(jti),
+            u::expires_at.eq(expires_at),
+        ))
         .execute(conn)
     {
         Ok(_) => Ok(true),
@@ -31,7 +40,10 @@ pub fn revoke(conn: &mut AnyConnection, jti: &str, expires_at: i64) -> Result<()
 }
 
 pub fn is_revoked(conn: &mut AnyConnection, jti: &str) -> Result<bool, StoreError> {
-    Ok(diesel::select(diesel::dsl::exists(r::revoked_tokens.filter(r::jti.eq(jti)))).get_result(conn)?)
+    Ok(diesel::select(diesel::dsl::exists(
+        r::revoked_tokens.filter(r::jti.eq(jti)),
+    ))
+    .get_result(conn)?)
 }
 
 /// Deletes what can no longer matter: revocations and used assertions past their expiry.

@@ -27,17 +27,35 @@ impl TestDb {
     pub fn new() -> TestDb {
         match std::env::var("TEST_DATABASE_URL") {
             Ok(base) if base.starts_with("postgres") => {
-                let name = format!("latchkey_test_{}", latchkey::crypto::random_base62(12).to_lowercase());
-                let mut admin = diesel::PgConnection::establish(&base).expect("TEST_DATABASE_URL reachable");
-                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
+                let name = format!(
+                    "latchkey_test_{}",
+                    latchkey::crypto::random_base62(12).to_lowercase()
+                );
+                let mut admin =
+                    diesel::PgConnection::establish(&base).expect("TEST_DATABASE_URL reachable");
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .expect("create test database");
                 let mut url = url::Url::parse(&base).expect("TEST_DATABASE_URL is a URL");
                 url.set_path(&format!("/{name}"));
-                TestDb { url: url.to_string(), admin: Some((base, name)), _dir: None }
+                TestDb {
+                    url: url.to_string(),
+                    admin: Some((base, name)),
+                    _dir: None,
+                }
             }
             _ => {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let url = dir.path().join("latchkey.db").to_string_lossy().into_owned();
-                TestDb { url, admin: None, _dir: Some(dir) }
+                let url = dir
+                    .path()
+                    .join("latchkey.db")
+                    .to_string_lossy()
+                    .into_owned();
+                TestDb {
+                    url,
+                    admin: None,
+                    _dir: Some(dir),
+                }
             }
         }
     }
@@ -51,7 +69,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((base, name)) = &self.admin {
             if let Ok(mut admin) = diesel::PgConnection::establish(base) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin);
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin);
             }
         }
     }
@@ -97,14 +116,23 @@ impl TestServer {
             env.retain(|(name, _)| name != k);
             env.push((k.to_string(), v.to_string()));
         }
-        let config = latchkey::config::Config::from_sources(None, &env).expect("test configuration is valid");
+        let config = latchkey::config::Config::from_sources(None, &env)
+            .expect("test configuration is valid");
         let issuer = config.issuer.clone();
         let state = web::Data::new(latchkey::app::prepare(config).expect("server prepares"));
         let server = latchkey::app::server(state.clone(), listener).expect("server builds");
         let handle = server.handle();
         actix_rt::spawn(server);
         latchkey::app::spawn_background(state.clone());
-        TestServer { base, issuer, db, dir: tempfile::tempdir().unwrap(), env, state, handle }
+        TestServer {
+            base,
+            issuer,
+            db,
+            dir: tempfile::tempdir().unwrap(),
+            env,
+            state,
+            handle,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -132,12 +160,26 @@ impl TestServer {
     }
 
     pub fn org(&self, name: &str) -> String {
-        self.cli_json(&["org", "create", name])["id"].as_str().unwrap().to_string()
+        self.cli_json(&["org", "create", name])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// A confidential client_credentials client; returns (client_id, client_secret).
     pub fn cc_client(&self, org: &str, extra: &[&str]) -> (String, String) {
-        let mut args = vec!["client", "create", "--org", org, "--name", "svc", "--grant-types", "client_credentials", "--scopes", "read write"];
+        let mut args = vec![
+            "client",
+            "create",
+            "--org",
+            org,
+            "--name",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "read write",
+        ];
         args.extend_from_slice(extra);
         let c = self.cli_json(&args);
         (
@@ -146,10 +188,21 @@ impl TestServer {
         )
     }
 
-    pub async fn token(&self, id: &str, secret: &str, params: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn token(
+        &self,
+        id: &str,
+        secret: &str,
+        params: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut form = vec![("grant_type", "client_credentials")];
         form.extend_from_slice(params);
-        http().post(self.url("/oauth2/token")).basic_auth(id, Some(secret)).form(&form).send().await.unwrap()
+        http()
+            .post(self.url("/oauth2/token"))
+            .basic_auth(id, Some(secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn access_token(&self, id: &str, secret: &str, params: &[(&str, &str)]) -> String {
@@ -181,7 +234,10 @@ impl Drop for TestServer {
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 pub fn bin() -> PathBuf {
@@ -196,15 +252,27 @@ pub fn cli_with_env(env: &[(String, String)], dir: PathBuf, args: &[&str]) -> Ou
             cmd.env_remove(k);
         }
     }
-    cmd.envs(env.iter().map(|(k, v)| (k, v))).current_dir(dir).args(args).output().expect("run latchkey")
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run latchkey")
 }
 
 /// Decodes a JWT's payload without checking anything (to look at what a test crafted).
 pub fn jwt_payload(token: &str) -> Value {
     let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

@@ -39,22 +39,18 @@ pub fn prepare(config: Config) -> anyhow::Result<AppState> {
         &config.secret_file,
     )?);
     let store = Store::open(&config.database_url)?;
-    let applied = store.migrate()?;
+    let (applied, created) = store.setup(&secrets)?;
     if applied > 0 {
         tracing::info!(applied, "database migrations applied");
     }
-    store.check_secret(&secrets)?;
+    for kid in created {
+        tracing::info!(%kid, "created a signing key");
+    }
     let keys = KeyRing::new();
     {
         let mut conn = store.conn().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let now = store::now();
-        let created = store::keys::ensure_keys(&mut conn, &secrets, now)
-            .map_err(|e| anyhow::anyhow!("cannot create signing keys: {e}"))?;
-        for kid in created {
-            tracing::info!(%kid, "created a signing key");
-        }
-        let rows =
-            store::keys::list_published(&mut conn, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rows = store::keys::list_published(&mut conn, store::now())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         keys.replace(&rows, &secrets)?;
     }
     // Resource servers may cache the key set, but never past the pre-publication window:

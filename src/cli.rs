@@ -223,12 +223,12 @@ pub fn main() -> i32 {
     }
 }
 
-/// Opens the store for a one-shot command: migrations run, and the instance secret must match.
+/// Opens the store for a one-shot command: migrations run, the instance secret must match,
+/// and the signing keys exist (as `serve` would leave them).
 fn open(config: &Config) -> anyhow::Result<(Store, Secrets)> {
     let secrets = crypto::load_or_create_secret(config.secret.as_deref(), &config.secret_file)?;
     let store = Store::open_for_command(&config.database_url)?;
-    store.migrate()?;
-    store.check_secret(&secrets)?;
+    store.setup(&secrets)?;
     Ok((store, secrets))
 }
 

@@ -327,3 +327,29 @@ fn two_nodes_on_one_database_behave_as_one_server() {
         200
     );
 }
+
+#[test]
+fn nodes_started_together_on_an_empty_database_take_turns_setting_it_up() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string()),
+    ];
+    let nodes: Vec<Node> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| Node::spawn(&env, dir.path())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("every node starts"))
+            .collect()
+    });
+    assert_eq!(nodes.len(), 6);
+    let keys = cli(&env, dir.path(), &["keys", "list"]);
+    assert_eq!(
+        keys.as_array().unwrap().len(),
+        3,
+        "one key per algorithm, not one per node: {keys}"
+    );
+}

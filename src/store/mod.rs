@@ -70,9 +70,11 @@ impl ManageConnection for Manager {
                     .map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the one writer; the busy timeout makes writers
                 // queue instead of failing; foreign keys are off by default in SQLite.
+                // (busy_timeout first: switching a new file to WAL takes a lock that another
+                // connection opening at the same moment must wait for, not fail on.)
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
@@ -97,6 +99,7 @@ pub type Conn = r2d2::PooledConnection<Manager>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    url: DatabaseUrl,
     pub postgres: bool,
 }
 
@@ -135,6 +138,7 @@ impl Store {
             .map_err(|e| anyhow::anyhow!("cannot open the database {url:?}: {e}"))?;
         Ok(Store {
             pool,
+            url: url.clone(),
             postgres: url.is_postgres(),
         })
     }
@@ -164,50 +168,51 @@ impl Store {
             .pool
             .get()
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
-        let applied = match &mut *conn {
-            AnyConnection::Sqlite(c) => {
-                c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
-            }
-            AnyConnection::Postgresql(c) => c
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.len()),
-        }
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-        Ok(applied)
+        migrate_on(&mut conn)
     }
 
-    /// Makes sure the database and the configured instance secret belong together: the first
-    /// start records a check value; later starts with another secret are refused, before they
-    /// could write hashes or keys that the rest of the deployment cannot read.
-    pub fn check_secret(&self, secrets: &Secrets) -> anyhow::Result<()> {
-        use schema::instance::dsl as i;
-        const LABEL: &[u8] = b"latchkey instance";
+    /// Everything a node or a command needs before it starts: migrations, the instance-secret
+    /// check, and a signing key per algorithm. On PostgreSQL a session advisory lock makes
+    /// nodes that start together against an empty database take turns. Returns the number of
+    /// migrations applied and the kids of the keys created.
+    pub fn setup(&self, secrets: &Secrets) -> anyhow::Result<(usize, Vec<String>)> {
+        const SETUP_LOCK: i64 = 0x4c41_5443_484b; // "LATCHK"
+                                                  // SQLite: an exclusive flock on the database's directory (not on the database file,
+                                                  // whose POSIX locks SQLite owns), released when `_dir_lock` drops.
+        let _dir_lock = match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => std::path::PathBuf::from("."),
+                };
+                let handle = std::fs::File::open(&dir)
+                    .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.display()))?;
+                handle
+                    .lock()
+                    .map_err(|e| anyhow::anyhow!("cannot lock {}: {e}", dir.display()))?;
+                Some(handle)
+            }
+            DatabaseUrl::Postgres(_) => None,
+        };
         let mut conn = self
             .pool
             .get()
             .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
-        conn.transaction(|c| {
-            let stored: Option<String> = i::instance.filter(i::id.eq(1)).select(i::secret_check).first(c).optional()?;
-            match stored {
-                None => {
-                    diesel::insert_into(i::instance)
-                        .values((i::id.eq(1), i::secret_check.eq(secrets.hash(Purpose::SecretCheck, LABEL))))
-                        .execute(c)?;
-                    Ok(())
-                }
-                Some(check) if secrets.verify_hash(Purpose::SecretCheck, LABEL, &check) => {
-                    if !secrets.is_newest_hash(Purpose::SecretCheck, LABEL, &check) {
-                        diesel::update(i::instance.filter(i::id.eq(1)))
-                            .set(i::secret_check.eq(secrets.hash(Purpose::SecretCheck, LABEL)))
-                            .execute(c)?;
-                    }
-                    Ok(())
-                }
-                Some(_) => Err(anyhow::anyhow!(
-                    "the instance secret does not match this database: every node of a deployment needs the same LATCHKEY_SECRET (or keys/latchkey.secret)"
-                )),
-            }
-        })
+        let postgres = matches!(&*conn, AnyConnection::Postgresql(_));
+        if postgres {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({SETUP_LOCK})"))?;
+        }
+        let result = (|| {
+            let applied = migrate_on(&mut conn)?;
+            check_secret_on(&mut conn, secrets)?;
+            let created = keys::ensure_keys(&mut conn, secrets, now())
+                .map_err(|e| anyhow::anyhow!("cannot create signing keys: {e}"))?;
+            Ok((applied, created))
+        })();
+        if postgres {
+            let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({SETUP_LOCK})"));
+        }
+        result
     }
 
     pub fn ping(&self) -> Result<(), StoreError> {
@@ -230,4 +235,44 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
         e,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
+}
+
+fn migrate_on(conn: &mut AnyConnection) -> anyhow::Result<usize> {
+    match conn {
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        AnyConnection::Postgresql(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+    }
+    .map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+}
+
+/// Makes sure the database and the configured instance secret belong together: the first
+/// start records a check value; later starts with another secret are refused, before they
+/// could write hashes or keys that the rest of the deployment cannot read.
+fn check_secret_on(conn: &mut AnyConnection, secrets: &Secrets) -> anyhow::Result<()> {
+    use schema::instance::dsl as i;
+    const LABEL: &[u8] = b"latchkey instance";
+    conn.transaction(|c| {
+        let stored: Option<String> = i::instance.filter(i::id.eq(1)).select(i::secret_check).first(c).optional()?;
+        match stored {
+            None => {
+                diesel::insert_into(i::instance)
+                    .values((i::id.eq(1), i::secret_check.eq(secrets.hash(Purpose::SecretCheck, LABEL))))
+                    .execute(c)?;
+                Ok(())
+            }
+            Some(check) if secrets.verify_hash(Purpose::SecretCheck, LABEL, &check) => {
+                if !secrets.is_newest_hash(Purpose::SecretCheck, LABEL, &check) {
+                    diesel::update(i::instance.filter(i::id.eq(1)))
+                        .set(i::secret_check.eq(secrets.hash(Purpose::SecretCheck, LABEL)))
+                        .execute(c)?;
+                }
+                Ok(())
+            }
+            Some(_) => Err(anyhow::anyhow!(
+                "the instance secret does not match this database: every node of a deployment needs the same LATCHKEY_SECRET (or keys/latchkey.secret)"
+            )),
+        }
+    })
 }

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Latchkey's load benchmark: client_credentials at the token endpoint and RFC 7662
+# introspection, measured with wrk through the shared harness (PEER_BENCH/load).
+#
+#   bench/bench.sh [options]            Latchkey alone: one JSON line per run (or per median)
+#   bench/bench.sh --compare [options]  Latchkey beside the peer (node-oidc-provider), runs
+#                                       interleaved; prints the JSON lines and a markdown table
+#
+# Options:
+#   -d SECONDS       length of each run (default 10)
+#   -c CONNECTIONS   concurrent connections (default 32)
+#   -r ROUNDS        runs per bench (default 1 alone, 3 with --compare); more than one run
+#                    alone also prints a line of medians
+#   -w SECONDS       warm-up per target before the runs (default 3; 0 = none)
+#   -b BENCH         token | introspect | both (default both)
+#   --compare        start the peer and run the harness's compare.sh against both servers
+#   --no-build       use target/release/latchkey as it is
+#   -h, --help       this text
+#
+# Environment:
+#   PORT                 Latchkey's port (default 8080)
+#   BENCH_DATABASE_URL   store to use instead of a fresh SQLite file, e.g.
+#                        postgres://127.0.0.1/bench_latchkey: a database that does not exist is
+#                        created with psql and dropped at the end; an existing one is used as it
+#                        is (its "bench" organization reused) and needs its BENCH_SECRET
+#   BENCH_SECRET         LATCHKEY_SECRET to use (default: 32 fresh random bytes, base64)
+#   PEER_BENCH           the shared harness, relative to the repo root (default ../shared/bench)
+#   THREADS, PAUSE, JSON_OUT, CC_SCOPE   passed through to the harness (see its README)
+#   KEEP=1               keep the temporary working directory (database, log) afterwards
+#
+# Only ratios from one interleaved --compare run mean anything: the machine is shared and noisy.
+set -euo pipefail
+
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "bench: $*" >&2; exit 2; }
+
+# --- options ---------------------------------------------------------------------------------
+COMPARE=0; BUILD=1; SECS=10; CONNS=32; ROUNDS=""; WARM=3; BENCH=both
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --compare) COMPARE=1 ;;
+    --no-build) BUILD=0 ;;
+    -d) SECS="${2:?-d needs SECONDS}"; shift ;;
+    -c) CONNS="${2:?-c needs CONNECTIONS}"; shift ;;
+    -r) ROUNDS="${2:?-r needs ROUNDS}"; shift ;;
+    -w) WARM="${2:?-w needs SECONDS}"; shift ;;
+    -b) BENCH="${2:?-b needs token|introspect|both}"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option: $1" ;;
+  esac
+  shift
+done
+[[ -n "$ROUNDS" ]] || { if [[ $COMPARE -eq 1 ]]; then ROUNDS=3; else ROUNDS=1; fi; }
+for n in "$SECS" "$CONNS" "$ROUNDS" "$WARM"; do
+  [[ "$n" =~ ^[0-9]+$ ]] || die "not a whole number: $n"
+done
+[[ "$SECS" -gt 0 && "$CONNS" -gt 0 && "$ROUNDS" -gt 0 ]] || die "-d, -c and -r must be positive"
+case "$BENCH" in token|introspect|both) ;; *) die "-b token|introspect|both" ;; esac
+
+# --- paths -----------------------------------------------------------------------------------
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PEER_BENCH="${PEER_BENCH:-../shared/bench}"
+# Relative to the repo root, whatever the caller's directory; resolved to an absolute path.
+PEER_BENCH="$(cd "$REPO" && cd "$PEER_BENCH" 2>/dev/null && pwd)" \
+  || die "the shared harness is not at ${PEER_BENCH} (from $REPO); set PEER_BENCH"
+LOAD="$PEER_BENCH/load"
+PEER="$PEER_BENCH/peer"
+[[ -x "$LOAD/token_bench.sh" && -x "$LOAD/compare.sh" ]] || die "no load scripts in $LOAD"
+BIN="$REPO/target/release/latchkey"
+PORT="${PORT:-8080}"
+BASE="http://127.0.0.1:$PORT"
+
+# --- tools -----------------------------------------------------------------------------------
+command -v wrk >/dev/null || die "wrk is not installed: apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS)"
+command -v curl >/dev/null || die "curl is not installed: apt-get install -y curl"
+command -v python3 >/dev/null || die "python3 is not installed (the harness uses it): apt-get install -y python3"
+if [[ $COMPARE -eq 1 ]]; then
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    die "--compare needs node and npm for the peer: apt-get install -y nodejs npm"
+  fi
+fi
+
+# --- clean-up: stop only what this script started -------------------------------------------
+WORK=""; LK_PID=""; PEER_STARTED=0; DROP_DB_URL=""; DB_NAME=""
+cleanup() {
+  local rc=$?
+  if [[ -n "$LK_PID" ]] && kill -0 "$LK_PID" 2>/dev/null; then
+    kill -TERM "$LK_PID" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$LK_PID" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$LK_PID" 2>/dev/null || true
+    wait "$LK_PID" 2>/dev/null || true
+  fi
+  if [[ $PEER_STARTED -eq 1 ]]; then "$PEER/stop.sh" || true; fi
+  if [[ -n "$DROP_DB_URL" && "${KEEP:-0}" != 1 ]]; then
+    psql "$DROP_DB_URL" -qc "DROP DATABASE IF EXISTS \"$DB_NAME\"" >&2 \
+      || echo "bench: could not drop database $DB_NAME" >&2
+  fi
+  if [[ -n "$WORK" && -d "$WORK" ]]; then
+    if [[ "${KEEP:-0}" == 1 || $rc -ne 0 ]]; then
+      echo "bench: working directory kept: $WORK (log: $WORK/latchkey.log)" >&2
+    else
+      rm -rf "$WORK"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build -----------------------------------------------------------------------------------
+if [[ $BUILD -eq 1 ]]; then
+  echo "bench: cargo build --release" >&2
+  (cd "$REPO" && cargo build --release >&2)
+fi
+[[ -x "$BIN" ]] || die "no binary at $BIN (run cargo build --release)"
+
+# --- a fresh instance --------------------------------------------------------------------------
+if curl -fsS -o /dev/null --max-time 2 "$BASE/healthz" 2>/dev/null; then
+  die "something already answers on $BASE; stop it or set PORT"
+fi
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")"
+unset LATCHKEY_CONFIG # no latchkey.toml from elsewhere; the working directory has none
+export DATABASE_URL="${BENCH_DATABASE_URL:-$WORK/latchkey.db}"
+LATCHKEY_SECRET="${BENCH_SECRET:-$(head -c32 /dev/urandom | base64)}"
+export LATCHKEY_SECRET
+export LATCHKEY_LOG=warn
+export LATCHKEY_BIND="127.0.0.1:$PORT"
+export LATCHKEY_ISSUER="$BASE"
+cd "$WORK"
+
+ORG=bench
+if [[ "$DATABASE_URL" == postgres://* || "$DATABASE_URL" == postgresql://* ]]; then
+  command -v psql >/dev/null || die "BENCH_DATABASE_URL is PostgreSQL but psql is missing: apt-get install -y postgresql-client"
+  if ! psql "$DATABASE_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+    # Create the database through the maintenance database of the same server.
+    DB_NAME="$(python3 -c 'import sys,urllib.parse as u; print(u.urlsplit(sys.argv[1]).path.lstrip("/"))' "$DATABASE_URL")"
+    ADMIN_URL="$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/postgres")))' "$DATABASE_URL")"
+    [[ "$DB_NAME" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "cannot create a database named '$DB_NAME'"
+    echo "bench: creating database $DB_NAME" >&2
+    psql "$ADMIN_URL" -qc "CREATE DATABASE \"$DB_NAME\"" >&2 || die "cannot create database $DB_NAME"
+    DROP_DB_URL="$ADMIN_URL" # created here, so dropped on exit
+  fi
+  # The org may exist from an earlier run on the same database: reuse it, with a new client.
+  "$BIN" org create "$ORG" >/dev/null 2>"$WORK/org.err" \
+    || grep -q "already exists" "$WORK/org.err" || { cat "$WORK/org.err" >&2; die "org create failed"; }
+else
+  "$BIN" org create "$ORG" >/dev/null
+fi
+CLIENT_JSON="$("$BIN" client create --org "$ORG" --name bench \
+  --grant-types client_credentials --scopes "read write" 2>"$WORK/client.err")" \
+  || { cat "$WORK/client.err" >&2; die "client create failed"; }
+CLIENT_ID="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["client_id"])' "$CLIENT_JSON")"
+CLIENT_SECRET="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["client_secret"])' "$CLIENT_JSON")"
+# compare.sh splits its targets on commas.
+[[ "$CLIENT_ID$CLIENT_SECRET" != *,* ]] || die "client credentials contain a comma"
+
+"$BIN" serve >"$WORK/latchkey.log" 2>&1 </dev/null &
+LK_PID=$!
+for _ in $(seq 1 120); do # at most 30 s
+  if curl -fsS -o /dev/null --max-time 2 "$BASE/readyz" 2>/dev/null; then break; fi
+  kill -0 "$LK_PID" 2>/dev/null || { cat "$WORK/latchkey.log" >&2; die "latchkey serve exited during start-up"; }
+  sleep 0.25
+done
+curl -fsS -o /dev/null --max-time 2 "$BASE/readyz" || die "latchkey not ready on $BASE within 30 s"
+STORE="$(python3 -c 'import re,sys; print(re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", sys.argv[1]))' "$DATABASE_URL")"
+echo "bench: latchkey pid $LK_PID on $BASE, store $STORE" >&2
+
+# --- the runs --------------------------------------------------------------------------------
+export THREADS="${THREADS:-2}"
+if [[ $COMPARE -eq 0 ]]; then
+  benches=(); case "$BENCH" in token) benches=(token) ;; introspect) benches=(introspect) ;; both) benches=(token introspect) ;; esac
+  for bench in "${benches[@]}"; do
+    script="$LOAD/token_bench.sh"; [[ "$bench" == introspect ]] && script="$LOAD/introspect_bench.sh"
+    if [[ "$WARM" -gt 0 ]]; then
+      SERVER_PID="$LK_PID" "$script" "$BASE" "$CLIENT_ID" "$CLIENT_SECRET" "$WARM" "$CONNS" >/dev/null
+    fi
+    # Tag every line with the bench and the target, like compare.sh does.
+    if [[ "$ROUNDS" -gt 1 ]]; then
+      SERVER_PID="$LK_PID" "$LOAD/median.sh" "$ROUNDS" "$script" "$BASE" "$CLIENT_ID" "$CLIENT_SECRET" "$SECS" "$CONNS"
+    else
+      SERVER_PID="$LK_PID" "$script" "$BASE" "$CLIENT_ID" "$CLIENT_SECRET" "$SECS" "$CONNS"
+    fi | while IFS= read -r line; do
+      line="$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(bench=sys.argv[2], target="latchkey"); print(json.dumps(d))' "$line" "$bench")"
+      echo "$line"
+      if [[ -n "${JSON_OUT:-}" ]]; then echo "$line" >>"$JSON_OUT"; fi
+    done
+  done
+else
+  PEER_PID_FILE="$PEER/.run/peer.pid"
+  if [[ -f "$PEER_PID_FILE" ]] && kill -0 "$(cat "$PEER_PID_FILE")" 2>/dev/null; then
+    echo "bench: the peer is already running (pid $(cat "$PEER_PID_FILE")); using it, not stopping it" >&2
+  else
+    "$PEER/start.sh" >&2
+    PEER_STARTED=1
+  fi
+  PEER_PID="$(cat "$PEER_PID_FILE")"
+  PEER_SECRET="${CC_CLIENT_SECRET:-harness-cc-secret-0123456789abcdef0123456789abcdef}"
+  PEER_ID="${CC_CLIENT_ID:-harness-cc}"
+  PEER_URL="http://127.0.0.1:${PEER_PORT:-3000}"
+  # Peer first, then Latchkey, as in the harness README; the JSON lines go to stderr.
+  "$LOAD/compare.sh" -r "$ROUNDS" -d "$SECS" -c "$CONNS" -w "$WARM" -b "$BENCH" \
+    "peer,$PEER_URL,$PEER_ID,$PEER_SECRET,$PEER_PID,resource=urn:harness:opaque" \
+    "latchkey,$BASE,$CLIENT_ID,$CLIENT_SECRET,$LK_PID"
+fi
+
+# --- memory and the server log ----------------------------------------------------------------
+rss() { # PID NAME -> JSON line with resident memory now and at its peak (kB)
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+pid, name = sys.argv[1:]
+f = {}
+for l in open(f"/proc/{pid}/status"):
+    k, _, v = l.partition(":")
+    f[k] = v.split()[0] if v.split() else ""
+print(json.dumps({"target": name, "pid": int(pid), "vm_rss_kb": int(f["VmRSS"]), "vm_hwm_kb": int(f["VmHWM"]),
+                  "vm_rss_mib": round(int(f["VmRSS"]) / 1024, 1), "vm_hwm_mib": round(int(f["VmHWM"]) / 1024, 1)}))
+PY
+}
+kill -0 "$LK_PID" 2>/dev/null || { cat "$WORK/latchkey.log" >&2; die "latchkey exited during the run"; }
+rss "$LK_PID" latchkey
+if [[ $COMPARE -eq 1 ]] && kill -0 "$PEER_PID" 2>/dev/null; then rss "$PEER_PID" peer; fi
+
+# LATCHKEY_LOG=warn: anything in the log is a warning or an error worth reading.
+if [[ -s "$WORK/latchkey.log" ]]; then
+  echo "bench: latchkey logged $(wc -l <"$WORK/latchkey.log") line(s) at warn or above; the first 20:" >&2
+  head -n 20 "$WORK/latchkey.log" >&2
+else
+  echo "bench: latchkey logged nothing at warn or above" >&2
+fi

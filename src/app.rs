@@ -81,6 +81,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Builds the HTTP server on an already bound listener (tests bind port 0).
 pub fn server(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Every store call runs on a worker's blocking pool and needs a pooled connection: threads
+    // beyond the connections only queue on the pool's lock. tokio's default (up to 512
+    // threads) put ~60 threads behind 8 SQLite connections under load, and the server spent
+    // a third of its time switching between them.
+    let blocking = (state.store.max_connections() / workers).max(2);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -93,6 +99,8 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> std::io::Res
             .configure(configure)
             .default_service(web::to(not_found))
     })
+    .workers(workers)
+    .worker_max_blocking_threads(blocking)
     .listen(listener)?
     // actix treats SIGINT as a forced stop; Latchkey drains in-flight requests on both SIGINT
     // and SIGTERM, so it handles the signals itself (`serve`).

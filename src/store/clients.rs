@@ -140,11 +140,13 @@ pub fn update(conn: &mut AnyConnection, client: &Client) -> Result<(), StoreErro
 /// The client with this id, whatever its organization (client authentication: the id is what
 /// the caller claims to be; the organization comes from the row).
 pub fn find(conn: &mut AnyConnection, client_id: &str) -> Result<Option<Client>, StoreError> {
-    let row: Option<ClientRow> = c::clients
+    // A primary-key filter, loaded rather than `.first()`: diesel's `LIMIT ?` makes SQLite
+    // (≥ 3.47 reads bound LIMIT values while planning) re-prepare the statement on every
+    // execution; the profile showed the parse as the lookup's largest cost.
+    let rows: Vec<ClientRow> = crate::on_backend!(conn, |conn| c::clients
         .filter(c::client_id.eq(client_id))
-        .first(conn)
-        .optional()?;
-    row.map(Client::try_from).transpose()
+        .load(conn))?;
+    rows.into_iter().next().map(Client::try_from).transpose()
 }
 
 pub fn list_for_org(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Client>, StoreError> {

@@ -38,7 +38,7 @@ pub fn prepare(config: Config) -> anyhow::Result<AppState> {
         config.secret.as_deref(),
         &config.secret_file,
     )?);
-    let store = Store::open(&config.database_url)?;
+    let store = Store::open(&config.database_url, config.db_pool_size)?;
     let (applied, created) = store.setup(&secrets)?;
     if applied > 0 {
         tracing::info!(applied, "database migrations applied");

@@ -39,6 +39,11 @@ const SETTINGS: &[Setting] = &[
         default: Some("./data/latchkey.db"),
     },
     Setting {
+        env: "LATCHKEY_DB_POOL_SIZE",
+        key: "db_pool_size",
+        default: None,
+    },
+    Setting {
         env: "LATCHKEY_SECRET",
         key: "secret",
         default: None,
@@ -184,6 +189,8 @@ pub struct Config {
     pub issuer: String,
     pub bind: String,
     pub database_url: DatabaseUrl,
+    /// Database connections per node (default: 4 per core).
+    pub db_pool_size: u32,
     /// The raw `LATCHKEY_SECRET` value (a comma-separated list, newest first), if set.
     pub secret: Option<String>,
     pub key_prefix: Option<String>,
@@ -285,6 +292,19 @@ impl Config {
         let (name, db) = required("DATABASE_URL");
         let database_url = DatabaseUrl::parse(&db).map_err(|r| invalid(&name, r))?;
 
+        let db_pool_size = match get("LATCHKEY_DB_POOL_SIZE") {
+            Some((name, value)) => match value.trim().parse::<u32>() {
+                Ok(n) if (1..=256).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        &name,
+                        format!("{value:?} is not a number from 1 to 256"),
+                    ))
+                }
+            },
+            None => std::thread::available_parallelism().map_or(8, |n| 4 * n.get() as u32),
+        };
+
         let secret = match get("LATCHKEY_SECRET") {
             Some((name, value)) => {
                 crate::crypto::parse_secret_list(&value).map_err(|r| invalid(&name, r))?;
@@ -372,6 +392,7 @@ impl Config {
             issuer,
             bind,
             database_url,
+            db_pool_size,
             secret,
             key_prefix,
             access_token_ttl,

@@ -11,7 +11,7 @@ use super::client_auth::Presented;
 use super::form::Form;
 use super::{no_store, OAuthError};
 use crate::app::AppState;
-use crate::store::{clients, tokens};
+use crate::store::clients;
 
 pub async fn introspect(
     state: web::Data<AppState>,
@@ -32,14 +32,7 @@ pub async fn introspect(
     let jti = verified.as_ref().map(|c| c.jti.clone());
     let (client, revoked) = state
         .store
-        .run(move |c| {
-            let client = clients::find(c, &id)?;
-            let revoked = match (&client, jti) {
-                (Some(_), Some(jti)) => tokens::is_revoked(c, &jti)?,
-                _ => false,
-            };
-            Ok((client, revoked))
-        })
+        .run(move |c| clients::find_with_revocation(c, &id, jti.as_deref()))
         .await?;
     let client = presented.verify(&state, client).await?;
     if client.public {

@@ -118,10 +118,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the server's pool (creating the SQLite file and its directory when needed).
-    pub fn open(url: &DatabaseUrl) -> anyhow::Result<Store> {
-        let size = if url.is_postgres() { 16 } else { 8 };
-        Store::open_sized(url, size, 2)
+    /// Opens the server's pool of `size` connections (creating the SQLite file and its
+    /// directory when needed).
+    pub fn open(url: &DatabaseUrl, size: u32) -> anyhow::Result<Store> {
+        Store::open_sized(url, size, 2.min(size))
     }
 
     /// A pool for a one-shot command. r2d2 opens connections on background threads to keep

@@ -39,13 +39,6 @@ pub fn revoke(conn: &mut AnyConnection, jti: &str, expires_at: i64) -> Result<()
     }
 }
 
-pub fn is_revoked(conn: &mut AnyConnection, jti: &str) -> Result<bool, StoreError> {
-    Ok(diesel::select(diesel::dsl::exists(
-        r::revoked_tokens.filter(r::jti.eq(jti)),
-    ))
-    .get_result(conn)?)
-}
-
 /// Deletes what can no longer matter: revocations and used assertions past their expiry.
 pub fn purge_expired(conn: &mut AnyConnection, now: i64) -> Result<usize, StoreError> {
     let a = diesel::delete(r::revoked_tokens.filter(r::expires_at.lt(now))).execute(conn)?;

@@ -353,3 +353,163 @@ fn nodes_started_together_on_an_empty_database_take_turns_setting_it_up() {
         "one key per algorithm, not one per node: {keys}"
     );
 }
+
+/// A raw request returning status, headers (lower-cased) and body.
+fn raw(base: &str, request: &str) -> (u16, String, String) {
+    let host = base.strip_prefix("http://").unwrap();
+    let mut s = TcpStream::connect(host).unwrap();
+    s.write_all(request.replace("{host}", host).as_bytes())
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+    // Header names lower-cased, values as sent.
+    let headers = head
+        .lines()
+        .map(|l| match l.split_once(':') {
+            Some((k, v)) => format!("{}:{v}", k.to_lowercase()),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        headers,
+        body.to_string(),
+    )
+}
+
+#[test]
+fn json_logs_carry_request_ids_and_never_a_secret_or_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string()),
+        ("LATCHKEY_LOG_FORMAT".to_string(), "json".to_string()),
+        ("LATCHKEY_LOG".to_string(), "debug".to_string()),
+    ];
+    let mut node = Node::spawn(&env, dir.path());
+    let org = cli(&env, dir.path(), &["org", "create", "acme"]);
+    let client = cli(
+        &env,
+        dir.path(),
+        &[
+            "client",
+            "create",
+            "--org",
+            org["id"].as_str().unwrap(),
+            "--name",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+        ],
+    );
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap(),
+        client["client_secret"].as_str().unwrap(),
+    );
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{id}:{secret}"),
+    );
+    let body = "grant_type=client_credentials";
+    let (status, head, body) = raw(
+        &node.base,
+        &format!("POST /oauth2/token HTTP/1.1\r\nHost: {{host}}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    );
+    assert_eq!(status, 200);
+    let request_id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("X-Request-Id")
+        .trim()
+        .to_string();
+    assert!(request_id.starts_with("req_"));
+    let token = serde_json::from_str::<Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let form = format!("token={token}");
+    post_form(&node.base, "/oauth2/revoke", (id, secret), &form);
+    post_form(
+        &node.base,
+        "/oauth2/token",
+        (id, "wrong-secret"),
+        "grant_type=client_credentials",
+    );
+
+    node.signal("TERM");
+    assert!(node.wait_exit(Duration::from_secs(35)).success());
+    let mut logs = String::new();
+    node.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(!logs.is_empty());
+    for line in logs.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(&request_id) && l.contains("/oauth2/token")),
+        "the request's log line carries its id"
+    );
+    assert!(
+        !logs.contains(secret),
+        "the client secret never reaches the log"
+    );
+    assert!(
+        !logs.contains(&token),
+        "the access token never reaches the log"
+    );
+    assert!(
+        !logs.contains(&auth),
+        "the Authorization header never reaches the log"
+    );
+}
+
+#[actix_web::test]
+async fn health_and_readiness_and_a_lost_database_answers_503_never_500() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let (id, secret) = server.cc_client(&org, &[]);
+    let health: Value = http()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let res = http().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"status": "ready", "database": "ok", "keys": "ok"})
+    );
+
+    if !server.db.is_postgres() {
+        eprintln!("the database-outage half of this test runs on PostgreSQL (TEST_DATABASE_URL)");
+        return;
+    }
+    server.db.drop_now();
+    let res = server.token(&id, &secret, &[]).await;
+    assert_eq!(res.status(), 503, "a lost database is 503, not 500");
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "temporarily_unavailable"
+    );
+    let res = http().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["database"],
+        "unreachable"
+    );
+    let res = http().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the process is still up");
+}

@@ -65,6 +65,18 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Drops a PostgreSQL test database now, open connections and all (an outage).
+    pub fn drop_now(&self) {
+        if let Some((base, name)) = &self.admin {
+            let mut admin = diesel::PgConnection::establish(base).expect("admin connection");
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .expect("drop");
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((base, name)) = &self.admin {

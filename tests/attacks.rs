@@ -235,14 +235,7 @@ async fn forged_tampered_and_foreign_tokens_are_inactive() {
         parts[1]
     );
     // HS256 keyed with the public key (the classic algorithm confusion).
-    let jwks: Value = http()
-        .get(server.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(&server.url("/jwks.json")).await;
     let public = jwks["keys"]
         .as_array()
         .unwrap()

@@ -20,14 +20,7 @@ async fn a_service_gets_a_token_a_resource_server_verifies_it_and_revocation_dea
     let (id, secret) = server.cc_client(&org, &["--audience", "https://api.acme.test"]);
 
     // Everything is found through RFC 8414 discovery.
-    let meta: Value = http()
-        .get(server.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = get_json(&server.url("/.well-known/oauth-authorization-server")).await;
     assert_eq!(meta["issuer"], server.issuer);
     assert_eq!(meta["grant_types_supported"], json!(["client_credentials"]));
     let client = BasicClient::new(ClientId::new(id.clone()))
@@ -53,14 +46,7 @@ async fn a_service_gets_a_token_a_resource_server_verifies_it_and_revocation_dea
     let jwt = token.access_token().secret().clone();
 
     // A resource server verifies it offline against the published JWKS.
-    let jwks: JwkSet = http()
-        .get(meta["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: JwkSet = get_json(meta["jwks_uri"].as_str().unwrap()).await;
     let header = jsonwebtoken::decode_header(&jwt).unwrap();
     assert_eq!(header.typ.as_deref(), Some("at+jwt"), "RFC 9068 §2.1");
     assert_eq!(

@@ -10,14 +10,7 @@ use common::*;
 use serde_json::Value;
 
 async fn jwks_kids(server: &TestServer) -> Vec<String> {
-    let jwks: Value = http()
-        .get(server.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(&server.url("/jwks.json")).await;
     jwks["keys"]
         .as_array()
         .unwrap()
@@ -32,14 +25,7 @@ fn kid_of(jwt: &str) -> String {
 
 /// Verifies like a resource server: against the JWKS as published now.
 async fn verifies_against_jwks(server: &TestServer, jwt: &str) -> bool {
-    let jwks: jsonwebtoken::jwk::JwkSet = http()
-        .get(server.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = get_json(&server.url("/jwks.json")).await;
     let header = jsonwebtoken::decode_header(jwt).unwrap();
     let Some(jwk) = jwks.find(header.kid.as_deref().unwrap()) else {
         return false;

@@ -123,6 +123,30 @@ fn cli(env: &[(String, String)], dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// An organization `acme` and a client_credentials client in it: (client_id, client_secret).
+fn new_client(env: &[(String, String)], dir: &Path) -> (String, String) {
+    let org = cli(env, dir, &["org", "create", "acme"]);
+    let org = org["id"].as_str().unwrap();
+    let c = cli(
+        env,
+        dir,
+        &[
+            "client",
+            "create",
+            "--org",
+            org,
+            "--name",
+            "svc",
+            "--grant-types",
+            "client_credentials",
+        ],
+    );
+    (
+        c["client_id"].as_str().unwrap().to_string(),
+        c["client_secret"].as_str().unwrap().to_string(),
+    )
+}
+
 fn post_form(base: &str, path: &str, basic: (&str, &str), form: &str) -> (u16, Value) {
     let host = base.strip_prefix("http://").unwrap();
     let auth = base64::Engine::encode(
@@ -173,25 +197,8 @@ fn the_embedded_default_creates_its_database_secret_and_keys_then_drains_on_sigt
     let keys = cli(&[], dir.path(), &["keys", "list"]);
     assert_eq!(keys.as_array().unwrap().len(), 3, "one key per algorithm");
 
-    let org = cli(&[], dir.path(), &["org", "create", "acme"]);
-    let client = cli(
-        &[],
-        dir.path(),
-        &[
-            "client",
-            "create",
-            "--org",
-            org["id"].as_str().unwrap(),
-            "--name",
-            "svc",
-            "--grant-types",
-            "client_credentials",
-        ],
-    );
-    let (id, secret) = (
-        client["client_id"].as_str().unwrap(),
-        client["client_secret"].as_str().unwrap(),
-    );
+    let (id, secret) = new_client(&[], dir.path());
+    let (id, secret) = (id.as_str(), secret.as_str());
 
     // A request in flight when SIGTERM arrives: headers and half the body sent first.
     let host = node.base.strip_prefix("http://").unwrap().to_string();
@@ -255,25 +262,8 @@ fn two_nodes_on_one_database_behave_as_one_server() {
     };
     assert_eq!(jwks(&a), jwks(&b), "both nodes publish the same keys");
 
-    let org = cli(&env, dir.path(), &["org", "create", "acme"]);
-    let client = cli(
-        &env,
-        dir.path(),
-        &[
-            "client",
-            "create",
-            "--org",
-            org["id"].as_str().unwrap(),
-            "--name",
-            "svc",
-            "--grant-types",
-            "client_credentials",
-        ],
-    );
-    let creds = (
-        client["client_id"].as_str().unwrap(),
-        client["client_secret"].as_str().unwrap(),
-    );
+    let (id, secret) = new_client(&env, dir.path());
+    let creds = (id.as_str(), secret.as_str());
 
     let (status, tok) = post_form(
         &a.base,
@@ -389,25 +379,8 @@ fn json_logs_carry_request_ids_and_never_a_secret_or_token() {
         ("LATCHKEY_LOG".to_string(), "debug".to_string()),
     ];
     let mut node = Node::spawn(&env, dir.path());
-    let org = cli(&env, dir.path(), &["org", "create", "acme"]);
-    let client = cli(
-        &env,
-        dir.path(),
-        &[
-            "client",
-            "create",
-            "--org",
-            org["id"].as_str().unwrap(),
-            "--name",
-            "svc",
-            "--grant-types",
-            "client_credentials",
-        ],
-    );
-    let (id, secret) = (
-        client["client_id"].as_str().unwrap(),
-        client["client_secret"].as_str().unwrap(),
-    );
+    let (id, secret) = new_client(&env, dir.path());
+    let (id, secret) = (id.as_str(), secret.as_str());
     let auth = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         format!("{id}:{secret}"),
@@ -476,14 +449,7 @@ async fn health_and_readiness_and_a_lost_database_answers_503_never_500() {
     let server = TestServer::start().await;
     let org = server.org("acme");
     let (id, secret) = server.cc_client(&org, &[]);
-    let health: Value = http()
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(&server.url("/healthz")).await;
     assert_eq!(health["status"], "ok");
     let res = http().get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);

@@ -252,6 +252,11 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// GETs a URL and parses its JSON body as `T`.
+pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_latchkey"))
 }

@@ -67,7 +67,7 @@ pub fn prepare(config: Config) -> anyhow::Result<AppState> {
         secrets,
         keys,
         metrics: Metrics::new(),
-        jwks_cache: JwksCache::new(),
+        jwks_cache: JwksCache::new()?,
     })
 }
 
@@ -86,7 +86,7 @@ pub fn server(state: web::Data<AppState>, listener: TcpListener) -> std::io::Res
     // beyond the connections only queue on the pool's lock. tokio's default (up to 512
     // threads) put ~60 threads behind 8 SQLite connections under load, and the server spent
     // a third of its time switching between them.
-    let blocking = (state.store.max_connections() / workers).max(2);
+    let blocking = (state.store.max_connections() / workers).max(1);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -268,11 +268,12 @@ fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> 
     let (store, secrets) = open(config)?;
     let mut conn = store.conn().map_err(store_err)?;
     let now = store::now();
+    let reload = config.key_reload_interval().as_secs_f64().ceil() as i64;
     // Activation waits for the pre-publication window plus one key reload of every node.
-    let delay = (config.key_prepublish + config.key_reload_interval())
-        .as_secs_f64()
-        .ceil() as i64;
-    let longest = config.longest_token_ttl().as_secs() as i64;
+    let delay = config.key_prepublish.as_secs() as i64 + reload;
+    // A retired key stays published while any token it signed may live: the longest token
+    // lifetime, plus one reload (other nodes sign until they re-read) and clock skew.
+    let grace = config.longest_token_ttl().as_secs() as i64 + reload + CLOCK_SKEW;
     match command {
         KeysCommand::List => {
             let rows = store::keys::list_all(&mut conn).map_err(store_err)?;
@@ -280,13 +281,9 @@ fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> 
         }
         KeysCommand::Generate { alg } => {
             let alg = parse_alg(&alg)?;
-            let row =
-                store::keys::generate(&mut conn, &secrets, alg, now, delay).map_err(store_err)?;
-            eprintln!(
-                "key {} published now; it signs from {}",
-                row.kid,
-                crate::rfc3339(row.activates_at)
-            );
+            let (row, retiring) = store::keys::rotate(&mut conn, &secrets, alg, now, delay, grace)
+                .map_err(store_err)?;
+            eprintln!("{}", rotation_message(alg, &row, &retiring));
             Ok(key_view(&row, now, false))
         }
         KeysCommand::Rotate { alg } => {
@@ -297,31 +294,45 @@ fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> 
             let mut out = Vec::new();
             for alg in algs {
                 let (row, retiring) =
-                    store::keys::rotate(&mut conn, &secrets, alg, now, delay, longest)
+                    store::keys::rotate(&mut conn, &secrets, alg, now, delay, grace)
                         .map_err(store_err)?;
-                eprintln!(
-                    "{alg}: key {} signs from {}; {} retire then",
-                    row.kid,
-                    crate::rfc3339(row.activates_at),
-                    if retiring.is_empty() {
-                        "no keys".to_string()
-                    } else {
-                        retiring.join(", ")
-                    }
-                );
+                eprintln!("{}", rotation_message(alg, &row, &retiring));
                 out.push(json!({ "key": key_view(&row, now, false), "retiring": retiring }));
             }
             Ok(Value::Array(out))
         }
         KeysCommand::Retire { kid } => {
-            let row = store::keys::retire(&mut conn, &kid, now, longest).map_err(store_err)?;
+            let (row, successor) =
+                store::keys::retire(&mut conn, &kid, now, grace).map_err(store_err)?;
             eprintln!(
-                "key {kid} no longer signs; it leaves the JWKS at {}",
+                "key {kid} no longer signs{}; it leaves the JWKS at {}",
+                successor
+                    .as_ref()
+                    .map(|s| format!(" ({s} signs from now)"))
+                    .unwrap_or_default(),
                 crate::rfc3339(row.publish_until.unwrap_or(now))
             );
-            Ok(key_view(&row, now, false))
+            let mut view = key_view(&row, now, false);
+            view["successor"] = json!(successor);
+            Ok(view)
         }
     }
+}
+
+/// Seconds of clock difference between nodes that key retirement tolerates.
+const CLOCK_SKEW: i64 = 5;
+
+fn rotation_message(alg: Alg, row: &store::keys::KeyRow, retiring: &[String]) -> String {
+    format!(
+        "{alg}: key {} is published now and signs from {}; {} retire then",
+        row.kid,
+        crate::rfc3339(row.activates_at),
+        if retiring.is_empty() {
+            "no keys".to_string()
+        } else {
+            retiring.join(", ")
+        }
+    )
 }
 
 fn key_views(rows: &[store::keys::KeyRow], now: i64) -> Vec<Value> {

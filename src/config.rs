@@ -212,9 +212,21 @@ impl Config {
     /// Reads `latchkey.toml` (the given path, else `./latchkey.toml` when it exists) and the
     /// process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            let Ok(k) = k.into_string() else { continue };
+            match v.into_string() {
+                Ok(v) => env.push((k, v)),
+                // A setting we cannot read must not be silently skipped.
+                Err(_) if k.starts_with("LATCHKEY_") || k == "DATABASE_URL" => {
+                    return Err(ConfigError::Invalid {
+                        name: k,
+                        reason: "not valid UTF-8".into(),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
         let file_text = match file {
             Some(path) => Some(read_file(path)?),
             None => {
@@ -473,12 +485,22 @@ fn parse_issuer(s: &str) -> Result<String, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+        return check_duration_bound(s, Duration::from_secs(secs));
     }
     let d = humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 900s, 15m, 12h, 30d"))?;
     if d.subsec_nanos() != 0 {
         return Err(format!("{s:?} is not a whole number of seconds"));
+    }
+    check_duration_bound(s, d)
+}
+
+/// No lifetime or window in Latchkey needs more than ten years; a larger value is a typo that
+/// would overflow timestamps.
+fn check_duration_bound(s: &str, d: Duration) -> Result<Duration, String> {
+    const TEN_YEARS: u64 = 10 * 366 * 86400;
+    if d.as_secs() > TEN_YEARS {
+        return Err(format!("{s:?} is longer than ten years"));
     }
     Ok(d)
 }
@@ -550,6 +572,16 @@ mod tests {
         assert!(e.to_string().contains("LATCHKEY_TRUSTED_PROXIES"), "{e}");
         let e = Config::from_sources(None, &env(&[("LATCHKEY_SECRET", "c2hvcnQ=")])).unwrap_err();
         assert!(e.to_string().contains("LATCHKEY_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn durations_have_a_sane_bound() {
+        let e = Config::from_sources(None, &env(&[("LATCHKEY_ACCESS_TOKEN_TTL", "99999999999")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("ten years"), "{e}");
+        let e =
+            Config::from_sources(None, &env(&[("LATCHKEY_KEY_PREPUBLISH", "20000d")])).unwrap_err();
+        assert!(e.to_string().contains("LATCHKEY_KEY_PREPUBLISH"), "{e}");
     }
 
     #[test]

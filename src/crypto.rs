@@ -74,6 +74,9 @@ pub fn load_or_create_secret(configured: Option<&str>, file: &Path) -> anyhow::R
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
     }
+    // Written whole to a private temporary file, then linked into place: a process starting
+    // at the same moment either wins the link or reads the winner's complete file.
+    let temp = file.with_extension(format!("tmp.{}", random_base62(8)));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -81,11 +84,23 @@ pub fn load_or_create_secret(configured: Option<&str>, file: &Path) -> anyhow::R
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(file).map_err(|e| {
-        anyhow::anyhow!("cannot create the instance secret {}: {e}", file.display())
-    })?;
-    writeln!(f, "{encoded}")
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    let written = options
+        .open(&temp)
+        .and_then(|mut f| writeln!(f, "{encoded}").and_then(|_| f.sync_all()))
+        .map_err(|e| anyhow::anyhow!("cannot create the instance secret {}: {e}", temp.display()));
+    let linked = written.and_then(|_| match std::fs::hard_link(&temp, file) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create the instance secret {}: {e}",
+            file.display()
+        )),
+    });
+    let _ = std::fs::remove_file(&temp);
+    if !linked? {
+        // Another process created it first: use theirs.
+        return load_or_create_secret(None, file);
+    }
     tracing::info!(path = %file.display(), "created a new instance secret");
     Ok(Secrets::new(&[bytes.to_vec()]))
 }

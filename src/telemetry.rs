@@ -118,6 +118,11 @@ pub async fn observe(
     let id = format!("req_{}", crate::crypto::random_base62(20));
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
+    // actix accepts any method token; only the standard ones become label values.
+    let method_label = match method.as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "OTHER",
+    };
     let span =
         tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
     let metrics = req.app_data::<web::Data<AppState>>().cloned();
@@ -133,7 +138,7 @@ pub async fn observe(
         state
             .metrics
             .requests
-            .with_label_values(&[&route, method.as_str(), code])
+            .with_label_values(&[&route, method_label, code])
             .inc();
         state
             .metrics

@@ -548,3 +548,112 @@ async fn malformed_oversized_and_wrongly_typed_bodies_get_the_rfc_error_never_a_
     let res = http().get(server.url("/nope")).send().await.unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[actix_web::test]
+async fn refusals_do_not_reveal_whether_a_client_exists_or_how_it_authenticates() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let (basic, _) = server.cc_client(&org, &[]);
+    let (post, post_secret) = server.cc_client(&org, &["--auth-method", "client_secret_post"]);
+    let token_url = server.url("/oauth2/token");
+    let id_only = |id: String| {
+        let url = token_url.clone();
+        async move {
+            let res = http()
+                .post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            error_of(res).await
+        }
+    };
+    let unknown = id_only("no-such-client".into()).await;
+    assert_eq!(unknown.0, 401);
+    assert_eq!(
+        id_only(basic.clone()).await,
+        unknown,
+        "an existing client named without credentials"
+    );
+    assert_eq!(
+        error_of(server.token(&post, &post_secret, &[]).await).await,
+        unknown,
+        "the right secret over the wrong method"
+    );
+    let assertion = format!(
+        "eyJhbGciOiJIUzI1NiJ9.{}.c2ln",
+        URL_SAFE_NO_PAD.encode(json!({"sub": basic}).to_string())
+    );
+    let res = http()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(res).await,
+        unknown,
+        "an assertion for a secret-based client"
+    );
+}
+
+#[actix_web::test]
+async fn a_token_without_scope_introspects_without_a_scope_member() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let c = server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        &org,
+        "--name",
+        "bare",
+        "--grant-types",
+        "client_credentials",
+    ]);
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+    );
+    let jwt = server.access_token(id, secret, &[]).await;
+    let body = server.introspect(id, secret, &jwt).await;
+    assert_eq!(body["active"], true);
+    assert!(
+        body.get("scope").is_none(),
+        "RFC 7662: scope is a string or absent, never null: {body}"
+    );
+}
+
+#[actix_web::test]
+async fn invented_http_methods_do_not_grow_the_metrics() {
+    let server = TestServer::start().await;
+    for m in ["FROB", "XYZZY"] {
+        let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+        let res = http()
+            .request(method, server.url("/oauth2/token"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error());
+    }
+    let metrics: String = http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+    assert!(!metrics.contains("FROB") && !metrics.contains("XYZZY"));
+}

@@ -173,6 +173,28 @@ async fn bad_input_exits_non_zero_with_one_line() {
             "no signing key",
         ),
         (vec!["frobnicate".into()], "unrecognized subcommand"),
+        (
+            with(&[
+                "--grant-types",
+                "client_credentials",
+                "--auth-method",
+                "private_key_jwt",
+                "--jwks-uri",
+                "http://10.0.0.5/jwks",
+            ]),
+            "must be https",
+        ),
+        (
+            with(&[
+                "--grant-types",
+                "client_credentials",
+                "--auth-method",
+                "private_key_jwt",
+                "--jwks-uri",
+                "file:///etc/passwd",
+            ]),
+            "must be https",
+        ),
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -330,4 +352,42 @@ async fn another_instance_secret_is_refused_by_an_existing_database() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[actix_web::test]
+async fn a_private_key_jwt_client_can_move_to_a_secret() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let key = latchkey::keys::generate(latchkey::keys::Alg::ES256).unwrap();
+    let path = server.dir.path().join("jwks.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"keys": [key.public_jwk]}).to_string(),
+    )
+    .unwrap();
+    let (id, secret) = server.cc_client(
+        &org,
+        &[
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(secret.is_empty(), "private_key_jwt clients get no secret");
+    let moved = server.cli_json(&[
+        "client",
+        "update",
+        &id,
+        "--auth-method",
+        "client_secret_basic",
+    ]);
+    assert!(
+        moved.get("jwks").is_none(),
+        "the key set goes with the method"
+    );
+    let secret = moved["client_secret"]
+        .as_str()
+        .expect("a new secret, shown once");
+    assert_eq!(server.token(&id, secret, &[]).await.status(), 200);
 }

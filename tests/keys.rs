@@ -118,11 +118,11 @@ async fn a_rotated_in_key_is_published_before_it_signs_and_old_tokens_keep_verif
 }
 
 #[actix_web::test]
-async fn a_retired_key_leaves_the_jwks_only_after_its_last_token_expired() {
+async fn retire_is_the_emergency_switch_and_a_retired_key_leaves_the_jwks_after_its_tokens() {
     let server = TestServer::start_with(&[
         ("LATCHKEY_KEY_PREPUBLISH", "1s"),
-        ("LATCHKEY_ACCESS_TOKEN_TTL", "3"),
-        ("LATCHKEY_ID_TOKEN_TTL", "3"),
+        ("LATCHKEY_ACCESS_TOKEN_TTL", "2"),
+        ("LATCHKEY_ID_TOKEN_TTL", "2"),
     ])
     .await;
     let org = server.org("acme");
@@ -130,24 +130,30 @@ async fn a_retired_key_leaves_the_jwks_only_after_its_last_token_expired() {
     let old = server.access_token(&id, &secret, &[]).await;
     let old_kid = kid_of(&old);
 
-    // The only RS256 key cannot be retired: nothing would sign.
+    // With no successor, the signing key cannot be retired: nothing would sign.
     let out = server.cli(&["keys", "retire", &old_kid]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("keys rotate"), "{err}");
 
+    // A successor, then the switch: the successor signs at once.
     let generated = server.cli_json(&["keys", "generate", "--alg", "RS256"]);
     let new_kid = generated["kid"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(1800)).await;
-    let newer = server.access_token(&id, &secret, &[]).await;
-    assert_eq!(kid_of(&newer), new_kid, "the newest activated key signs");
-
+    assert_eq!(generated["status"], "pending");
     let retired = server.cli_json(&["keys", "retire", &old_kid]);
     assert_eq!(retired["status"], "retired");
-    let last = server.access_token(&id, &secret, &[]).await;
-    assert_eq!(kid_of(&last), new_kid);
+    assert_eq!(retired["successor"], new_kid.as_str());
     tokio::time::sleep(Duration::from_millis(600)).await;
+    let next = server.access_token(&id, &secret, &[]).await;
+    assert_eq!(
+        kid_of(&next),
+        new_kid,
+        "the successor signs right after the switch"
+    );
+
+    // The retired key stays published while its tokens may live (2 s TTL + 1 s reload + 5 s
+    // clock skew), then leaves.
     assert!(
         jwks_kids(&server).await.contains(&old_kid),
         "still published while its tokens live"
@@ -156,14 +162,34 @@ async fn a_retired_key_leaves_the_jwks_only_after_its_last_token_expired() {
         verifies_against_jwks(&server, &old).await,
         "its tokens still verify offline"
     );
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    tokio::time::sleep(Duration::from_millis(8600)).await;
+    let kids = jwks_kids(&server).await;
+    assert!(!kids.contains(&old_kid), "gone once its last token expired");
+    assert!(kids.contains(&new_kid));
     assert!(
-        !jwks_kids(&server).await.contains(&old_kid),
-        "gone once its last token expired"
+        !server.cli(&["keys", "retire", &old_kid]).status.success(),
+        "retiring twice is refused"
     );
-    assert!(jwks_kids(&server).await.contains(&new_kid));
-    let again = server.cli(&["keys", "retire", &old_kid]);
-    assert!(!again.status.success(), "retiring twice is refused");
-    let unknown = server.cli(&["keys", "retire", "no-such-kid"]);
-    assert!(!unknown.status.success());
+    assert!(!server
+        .cli(&["keys", "retire", "no-such-kid"])
+        .status
+        .success());
+
+    // Retiring a pending key cancels the rotation it began: the current key keeps signing.
+    let rotated = server.cli_json(&["keys", "rotate", "--alg", "EdDSA"]);
+    let pending = rotated[0]["key"]["kid"].as_str().unwrap().to_string();
+    let current = rotated[0]["retiring"][0].as_str().unwrap().to_string();
+    server.cli_json(&["keys", "retire", &pending]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let list = server.cli_json(&["keys", "list"]);
+    let status = |kid: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status(&current), "signing", "the rotation was called off");
+    assert_eq!(status(&pending), "retired");
 }

@@ -201,12 +201,18 @@ pub fn apply_spec(mut c: Client, spec: &ClientSpec) -> Result<Client, String> {
         c.jwks_uri = None;
     }
     if let Some(uri) = &spec.jwks_uri {
-        let url = url::Url::parse(uri).map_err(|_| format!("jwks-uri: {uri:?} is not a URL"))?;
-        if url.scheme() != "https" && url.scheme() != "http" {
-            return Err("jwks-uri: must be an http or https URL".into());
-        }
+        validate_jwks_uri(uri).map_err(|e| format!("jwks-uri: {e}"))?;
         c.jwks_uri = Some(uri.clone());
         c.jwks = None;
+    }
+    // Leaving private_key_jwt drops the key set that only that method uses.
+    if spec.auth_method.is_some()
+        && c.auth_method != AuthMethod::PrivateKeyJwt
+        && spec.jwks.is_none()
+        && spec.jwks_uri.is_none()
+    {
+        c.jwks = None;
+        c.jwks_uri = None;
     }
     if let Some(auds) = &spec.audiences {
         for a in auds {
@@ -285,6 +291,23 @@ pub fn validate_redirect_uri(s: &str) -> Result<(), String> {
         other => Err(format!(
             "{s:?}: scheme {other} not allowed (private-use schemes look like com.example.app)"
         )),
+    }
+}
+
+/// Latchkey fetches this URI itself, so it must not become a way to reach internal services:
+/// https only, or http on loopback for development.
+fn validate_jwks_uri(s: &str) -> Result<(), String> {
+    let url = url::Url::parse(s).map_err(|_| format!("{s:?} is not a URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!("{s:?}: must be https (http only on loopback)")),
     }
 }
 

@@ -174,19 +174,38 @@ impl Presented {
     }
 
     /// Checks the presented credentials against the stored client (`None`: no such client).
+    /// Every refusal answers the same description — whether the client exists, which method
+    /// it uses and what was wrong stay with the operator (a debug log line, never a secret).
     pub async fn verify(
         self,
         state: &AppState,
         client: Option<Client>,
     ) -> Result<Client, OAuthError> {
+        let claimed = self.client_id().to_string();
+        match self.check(state, client).await {
+            Ok(client) => Ok(client),
+            Err(Refusal::Store(e)) => Err(e.into()),
+            Err(Refusal::Invalid(reason)) => {
+                tracing::debug!(client_id = %claimed, %reason, "client authentication refused");
+                Err(OAuthError::invalid_client(FAILED))
+            }
+        }
+    }
+
+    async fn check(self, state: &AppState, client: Option<Client>) -> Result<Client, Refusal> {
         let Some(client) = client else {
-            // Spend the time a real check would, so that timing does not reveal client ids.
-            let _ = state.secrets.verify_hash(
-                Purpose::StoredSecret,
-                b"",
-                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            );
-            return Err(OAuthError::invalid_client(FAILED));
+            // The same keyed hash a real secret check computes, so that timing does not tell
+            // an unknown client from a wrong secret.
+            if let Presented::Basic { client_id, secret } | Presented::Post { client_id, secret } =
+                &self
+            {
+                let _ = state.secrets.verify_hash(
+                    Purpose::StoredSecret,
+                    &secret_hash_input(client_id, secret),
+                    UNKNOWN_CLIENT_HASH,
+                );
+            }
+            return Err(Refusal::Invalid("no such client".into()));
         };
         let method_matches = matches!(
             (&self, client.auth_method),
@@ -194,13 +213,13 @@ impl Presented {
                 | (Presented::Post { .. }, AuthMethod::ClientSecretPost)
                 | (
                     Presented::Assertion { .. },
-                    AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt,
+                    AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt
                 )
                 | (Presented::None { .. }, AuthMethod::None)
         );
         if !method_matches {
-            return Err(OAuthError::invalid_client(format!(
-                "this client authenticates with {}, not {}",
+            return Err(Refusal::Invalid(format!(
+                "registered for {}, presented {}",
                 client.auth_method,
                 self.method()
             )));
@@ -217,27 +236,38 @@ impl Presented {
                 if ok {
                     Ok(client)
                 } else {
-                    Err(OAuthError::invalid_client(FAILED))
+                    Err(Refusal::Invalid("wrong secret".into()))
                 }
             }
             Presented::None { .. } => Ok(client),
             Presented::Assertion { assertion, .. } => {
-                let (jti, exp) = verify_assertion(state, &client, &assertion).await?;
+                let (jti, exp) = verify_assertion(state, &client, &assertion)
+                    .await
+                    .map_err(Refusal::Invalid)?;
                 let client_id = client.client_id.clone();
+                // Kept until the assertion could no longer be accepted: its exp plus the skew.
+                let keep_until = exp + LEEWAY as i64;
                 let fresh = state
                     .store
-                    .run(move |c| tokens::use_assertion(c, &client_id, &jti, exp))
-                    .await?;
+                    .run(move |c| tokens::use_assertion(c, &client_id, &jti, keep_until))
+                    .await
+                    .map_err(Refusal::Store)?;
                 if !fresh {
-                    return Err(OAuthError::invalid_client(
-                        "this client assertion was already used (jti replay)",
-                    ));
+                    return Err(Refusal::Invalid("assertion jti replayed".into()));
                 }
                 Ok(client)
             }
         }
     }
 }
+
+enum Refusal {
+    Invalid(String),
+    Store(crate::store::StoreError),
+}
+
+/// A well-formed keyed hash that matches nothing, for the unknown-client path.
+const UNKNOWN_CLIENT_HASH: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// RFC 6749 §2.3.1: the id and secret are form-urlencoded before Base64.
 fn parse_basic(b64: &str) -> Option<(String, String)> {
@@ -269,44 +299,43 @@ struct AssertionClaims {
     jti: Option<String>,
 }
 
-/// RFC 7523 §3 with SPEC §2's limits; returns the assertion's `jti` and `exp`.
+/// RFC 7523 §3 with SPEC §2's limits; returns the assertion's `jti` and `exp`, or why not.
 async fn verify_assertion(
     state: &AppState,
     client: &Client,
     assertion: &str,
-) -> Result<(String, i64), OAuthError> {
+) -> Result<(String, i64), String> {
     let header = jsonwebtoken::decode_header(assertion)
-        .map_err(|_| OAuthError::invalid_client("the client assertion has an invalid header"))?;
+        .map_err(|_| "assertion header invalid".to_string())?;
     let alg = format!("{:?}", header.alg);
     let keys: Vec<DecodingKey> = match client.auth_method {
         AuthMethod::ClientSecretJwt => {
             if !SECRET_JWT_ALGS.contains(&alg.as_str()) {
-                return Err(OAuthError::invalid_client(
-                    "client_secret_jwt assertions are signed with HS256",
-                ));
+                return Err(format!("client_secret_jwt assertion signed with {alg}"));
             }
             let secret = client
                 .secret_enc
                 .as_deref()
                 .and_then(|enc| state.secrets.decrypt(enc, client.client_id.as_bytes()))
-                .ok_or_else(|| OAuthError::invalid_client(FAILED))?;
+                .ok_or("client secret cannot be decrypted")?;
             vec![DecodingKey::from_secret(&secret)]
         }
         AuthMethod::PrivateKeyJwt => {
             if !PRIVATE_KEY_JWT_ALGS.contains(&alg.as_str()) {
-                return Err(OAuthError::invalid_client(
-                    "private_key_jwt assertions are signed with RS256, PS256, ES256 or EdDSA",
-                ));
+                return Err(format!("private_key_jwt assertion signed with {alg}"));
             }
             let jwks = match (&client.jwks, &client.jwks_uri) {
                 (Some(jwks), _) => jwks.clone(),
                 (None, Some(uri)) => state.jwks_cache.get(uri, header.kid.as_deref()).await?,
-                (None, None) => return Err(OAuthError::invalid_client(FAILED)),
+                (None, None) => return Err("no registered key set".into()),
             };
             candidate_keys(&jwks, header.kid.as_deref(), header.alg)
         }
-        _ => return Err(OAuthError::invalid_client(FAILED)),
+        _ => return Err("not an assertion client".into()),
     };
+    if keys.is_empty() {
+        return Err("no registered key fits the assertion's kid and alg".into());
+    }
     let mut validation = Validation::new(header.alg);
     validation.leeway = LEEWAY;
     validation.set_issuer(&[&client.client_id]);
@@ -317,24 +346,15 @@ async fn verify_assertion(
     let claims = keys
         .iter()
         .find_map(|key| jsonwebtoken::decode::<AssertionClaims>(assertion, key, &validation).ok())
-        .ok_or_else(|| {
-            OAuthError::invalid_client(
-                "the client assertion's signature, issuer, subject, audience or expiry is invalid",
-            )
-        })?
+        .ok_or("assertion signature, issuer, subject, audience or expiry invalid")?
         .claims;
-    let now = store::now();
-    if claims.exp > now + MAX_ASSERTION_LIFETIME {
-        return Err(OAuthError::invalid_client(
-            "the client assertion expires more than 5 minutes ahead",
-        ));
+    if claims.exp > store::now() + MAX_ASSERTION_LIFETIME {
+        return Err("assertion expires more than 5 minutes ahead".into());
     }
     let jti = claims
         .jti
         .filter(|j| !j.is_empty() && j.len() <= 256)
-        .ok_or_else(|| {
-            OAuthError::invalid_client("the client assertion needs a jti of at most 256 characters")
-        })?;
+        .ok_or("assertion jti missing or over 256 characters")?;
     Ok((jti, claims.exp))
 }
 
@@ -343,6 +363,7 @@ fn candidate_keys(jwks: &Value, kid: Option<&str>, alg: Algorithm) -> Vec<Decodi
         return Vec::new();
     };
     keys.iter()
+        .take(MAX_CLIENT_KEYS)
         .filter_map(|k| serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.clone()).ok())
         .filter(|k| kid.is_none() || k.common.key_id.as_deref() == kid)
         .filter(|k| k.is_supported() && kty_fits(k, alg))
@@ -361,62 +382,76 @@ fn kty_fits(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
 }
 
 /// Client key sets fetched from `jwks_uri`, kept briefly: they are public keys the client
-/// publishes, refetched when an assertion names a `kid` the cached set lacks.
+/// publishes. A URI is fetched at most once per 10 s whatever happens — a failure, a `kid`
+/// the set lacks, many requests at once — so that requests naming a client cannot turn
+/// Latchkey into a load generator against its `jwks_uri`.
 pub struct JwksCache {
     http: reqwest::Client,
-    entries: Mutex<HashMap<String, (Instant, Value)>>,
+    entries: Mutex<HashMap<String, JwksEntry>>,
 }
 
+struct JwksEntry {
+    /// The last set fetched, and when.
+    jwks: Option<(Instant, Value)>,
+    last_attempt: Instant,
+}
+
+/// At most this many keys of a client's set are tried (a huge set must not turn one request
+/// into thousands of signature checks).
+const MAX_CLIENT_KEYS: usize = 16;
 const JWKS_TTL: Duration = Duration::from_secs(300);
 const JWKS_MIN_REFETCH: Duration = Duration::from_secs(10);
 const JWKS_MAX_BYTES: usize = 256 * 1024;
 
-impl Default for JwksCache {
-    fn default() -> Self {
-        JwksCache::new()
-    }
-}
-
 impl JwksCache {
-    pub fn new() -> JwksCache {
+    pub fn new() -> anyhow::Result<JwksCache> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        JwksCache {
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for jwks_uri: {e}"))?;
+        Ok(JwksCache {
             http,
             entries: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
-    async fn get(&self, uri: &str, kid: Option<&str>) -> Result<Value, OAuthError> {
-        let cached = self.entries.lock().ok().and_then(|m| m.get(uri).cloned());
-        if let Some((at, jwks)) = &cached {
-            let has_kid = kid.is_none_or(|kid| {
-                jwks.get("keys")
-                    .and_then(Value::as_array)
-                    .is_some_and(|keys| {
-                        keys.iter()
-                            .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
-                    })
+    async fn get(&self, uri: &str, kid: Option<&str>) -> Result<Value, String> {
+        let cached = {
+            let mut entries = self
+                .entries
+                .lock()
+                .map_err(|_| "jwks cache poisoned".to_string())?;
+            let entry = entries.entry(uri.to_string()).or_insert(JwksEntry {
+                jwks: None,
+                last_attempt: Instant::now() - JWKS_MIN_REFETCH,
             });
-            if at.elapsed() < JWKS_TTL && (has_kid || at.elapsed() < JWKS_MIN_REFETCH) {
-                return Ok(jwks.clone());
+            let cached = entry.jwks.clone();
+            let fresh = cached
+                .as_ref()
+                .is_some_and(|(at, jwks)| at.elapsed() < JWKS_TTL && has_kid(jwks, kid));
+            if fresh || entry.last_attempt.elapsed() < JWKS_MIN_REFETCH {
+                return cached
+                    .map(|(_, j)| j)
+                    .ok_or_else(|| "jwks_uri not fetched (retry later)".to_string());
             }
-        }
+            entry.last_attempt = Instant::now();
+            cached
+        };
         match self.fetch(uri).await {
             Ok(jwks) => {
-                if let Ok(mut m) = self.entries.lock() {
-                    m.insert(uri.to_string(), (Instant::now(), jwks.clone()));
+                if let Ok(mut entries) = self.entries.lock() {
+                    if let Some(entry) = entries.get_mut(uri) {
+                        entry.jwks = Some((Instant::now(), jwks.clone()));
+                    }
                 }
                 Ok(jwks)
             }
             Err(reason) => {
                 tracing::warn!(jwks_uri = uri, %reason, "cannot fetch a client's JWKS");
-                cached.map(|(_, j)| j).ok_or_else(|| {
-                    OAuthError::invalid_client("the client's jwks_uri cannot be fetched")
-                })
+                cached
+                    .map(|(_, j)| j)
+                    .ok_or_else(|| format!("jwks_uri cannot be fetched: {reason}"))
             }
         }
     }
@@ -435,6 +470,17 @@ impl JwksCache {
         }
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     }
+}
+
+fn has_kid(jwks: &Value, kid: Option<&str>) -> bool {
+    kid.is_none_or(|kid| {
+        jwks.get("keys")
+            .and_then(Value::as_array)
+            .is_some_and(|keys| {
+                keys.iter()
+                    .any(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+            })
+    })
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ pub fn metadata_document(config: &Config) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
+        // Public clients (none) may revoke their own tokens (RFC 7009 §2.1).
+        "revocation_endpoint_auth_methods_supported": auth_methods.iter().copied().chain(["none"]).collect::<Vec<_>>(),
         "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         "access_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
     })

@@ -42,19 +42,25 @@ pub async fn introspect(
     }
 
     let body = match verified {
-        Some(claims) if !revoked && claims.org_id == client.org_id => json!({
-            "active": true,
-            "token_type": "Bearer",
-            "scope": claims.scope,
-            "client_id": claims.client_id,
-            "sub": claims.sub,
-            "aud": claims.aud,
-            "iss": claims.iss,
-            "iat": claims.iat,
-            "exp": claims.exp,
-            "jti": claims.jti,
-            "org_id": claims.org_id,
-        }),
+        Some(claims) if !revoked && claims.org_id == client.org_id => {
+            let mut body = json!({
+                "active": true,
+                "token_type": "Bearer",
+                "client_id": claims.client_id,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "iss": claims.iss,
+                "iat": claims.iat,
+                "exp": claims.exp,
+                "jti": claims.jti,
+                "org_id": claims.org_id,
+            });
+            // RFC 7662 §2.2: scope is a string; a token without one has no member.
+            if let Some(scope) = claims.scope {
+                body["scope"] = json!(scope);
+            }
+            body
+        }
         _ => json!({ "active": false }),
     };
     let mut res = HttpResponse::Ok();

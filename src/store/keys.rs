@@ -92,33 +92,21 @@ pub fn ensure_keys(
     Ok(created)
 }
 
-/// Adds a key that activates after `delay` seconds (the pre-publication window).
-pub fn generate(
-    conn: &mut AnyConnection,
-    secrets: &Secrets,
-    alg: Alg,
-    now: i64,
-    delay: i64,
-) -> Result<KeyRow, StoreError> {
-    let row = new_row(secrets, alg, now, now + delay)?;
-    diesel::insert_into(k::signing_keys)
-        .values(&row)
-        .execute(conn)?;
-    Ok(row)
-}
-
-/// Adds a key that activates after `delay` and retires every other unretired key of the same
-/// algorithm at that moment; they stay published `longest_ttl` longer.
+/// Adds a key of `alg` that activates after `delay` (the pre-publication window) and retires
+/// every other unretired key of that algorithm at that moment; they stay published `grace`
+/// longer (the longest token lifetime, plus a reload interval and clock skew). `keys
+/// generate` and `keys rotate` both come here: at most one activated key per algorithm is
+/// unretired, so no superseded key lingers in the JWKS.
 pub fn rotate(
     conn: &mut AnyConnection,
     secrets: &Secrets,
     alg: Alg,
     now: i64,
     delay: i64,
-    longest_ttl: i64,
+    grace: i64,
 ) -> Result<(KeyRow, Vec<String>), StoreError> {
     let row = new_row(secrets, alg, now, now + delay)?;
-    conn.transaction(|c| {
+    let retiring = conn.transaction(|c| {
         let retiring: Vec<String> = k::signing_keys
             .filter(k::alg.eq(alg.as_str()))
             .filter(k::retired_at.is_null())
@@ -127,57 +115,72 @@ pub fn rotate(
         diesel::update(k::signing_keys.filter(k::kid.eq_any(&retiring)))
             .set((
                 k::retired_at.eq(row.activates_at),
-                k::publish_until.eq(row.activates_at + longest_ttl),
+                k::publish_until.eq(row.activates_at + grace),
             ))
             .execute(c)?;
         diesel::insert_into(k::signing_keys)
             .values(&row)
             .execute(c)?;
-        Ok::<_, StoreError>(())
+        Ok::<_, StoreError>(retiring)
     })?;
-    let retiring = list_all(conn)?
-        .into_iter()
-        .filter(|r| {
-            r.alg == alg.as_str() && r.kid != row.kid && r.retired_at == Some(row.activates_at)
-        })
-        .map(|r| r.kid)
-        .collect();
     Ok((row, retiring))
 }
 
-/// Stops `kid` signing now; it stays published `longest_ttl` longer. Refused when no other
-/// activated key of its algorithm would be left to sign.
+/// The emergency switch: `kid` stops signing now and stays published `grace` longer.
+/// - The key that signs now may be retired only when a successor exists (`keys rotate`
+///   first); that successor starts signing at once, cutting its pre-publication short.
+/// - A pending key may be retired; the keys it was to replace keep signing.
+///
+/// Returns the retired row and the successor that was activated early, if any.
 pub fn retire(
     conn: &mut AnyConnection,
     kid: &str,
     now: i64,
-    longest_ttl: i64,
-) -> Result<KeyRow, StoreError> {
+    grace: i64,
+) -> Result<(KeyRow, Option<String>), StoreError> {
     conn.transaction(|c| {
-        let row: KeyRow = k::signing_keys
-            .filter(k::kid.eq(kid))
-            .first(c)
-            .optional()?
+        let rows: Vec<KeyRow> = k::signing_keys.filter(k::kid.eq(kid)).load(c)?;
+        let row = rows
+            .into_iter()
+            .next()
             .ok_or_else(|| StoreError::Invalid(format!("no signing key with kid {kid}")))?;
         if row.retired_at.is_some_and(|r| r <= now) {
             return Err(StoreError::Invalid(format!("key {kid} is already retired")));
         }
-        let others: i64 = k::signing_keys
-            .filter(k::alg.eq(&row.alg))
-            .filter(k::kid.ne(kid))
-            .filter(k::activates_at.le(now))
-            .filter(k::retired_at.is_null().or(k::retired_at.gt(now)))
-            .count()
-            .get_result(c)?;
-        if others == 0 {
-            return Err(StoreError::Invalid(format!(
-                "key {kid} is the only {} key that can sign now; run `latchkey keys rotate --alg {}` instead",
-                row.alg, row.alg
-            )));
+        let mut successor = None;
+        if row.activates_at > now {
+            // A pending key: whatever it was to retire stays unretired.
+            diesel::update(
+                k::signing_keys
+                    .filter(k::alg.eq(&row.alg))
+                    .filter(k::kid.ne(kid))
+                    .filter(k::retired_at.eq(row.activates_at)),
+            )
+            .set((k::retired_at.eq(None::<i64>), k::publish_until.eq(None::<i64>)))
+            .execute(c)?;
+        } else {
+            let next: Vec<KeyRow> = k::signing_keys
+                .filter(k::alg.eq(&row.alg))
+                .filter(k::kid.ne(kid))
+                .filter(k::retired_at.is_null())
+                .order(k::activates_at.asc())
+                .load(c)?;
+            let Some(next) = next.into_iter().next() else {
+                return Err(StoreError::Invalid(format!(
+                    "key {kid} is the only {} key that can sign; run `latchkey keys rotate --alg {}` first",
+                    row.alg, row.alg
+                )));
+            };
+            if next.activates_at > now {
+                diesel::update(k::signing_keys.filter(k::kid.eq(&next.kid)))
+                    .set(k::activates_at.eq(now))
+                    .execute(c)?;
+            }
+            successor = Some(next.kid);
         }
         diesel::update(k::signing_keys.filter(k::kid.eq(kid)))
-            .set((k::retired_at.eq(now), k::publish_until.eq(now + longest_ttl)))
+            .set((k::retired_at.eq(now), k::publish_until.eq(now + grace)))
             .execute(c)?;
-        Ok(KeyRow { retired_at: Some(now), publish_until: Some(now + longest_ttl), ..row })
+        Ok((KeyRow { retired_at: Some(now), publish_until: Some(now + grace), ..row }, successor))
     })
 }

@@ -45,6 +45,30 @@ enum Command {
     /// Manage OAuth clients.
     #[command(subcommand)]
     Client(Box<ClientCommand>),
+    /// Manage people who log in.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a person; the password is read from standard input, never from an argument.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// May manage the organization in the dashboard.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -253,6 +277,7 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
             Ok(serde_json::to_value(orgs::OrgView::of(&row))?)
         }
         Command::Client(c) => client_command(*c, &config),
+        Command::User(u) => user_command(u, &config),
     }
 }
 
@@ -468,4 +493,58 @@ fn set_secret(client: &mut Client, secrets: &Secrets) -> Option<String> {
         client.secret_enc = None;
     }
     Some(secret)
+}
+
+fn user_command(command: UserCommand, config: &Config) -> anyhow::Result<Value> {
+    let UserCommand::Create {
+        org,
+        username,
+        email,
+        name,
+        admin,
+        password_stdin,
+    } = command;
+    if !password_stdin {
+        bail!("--password-stdin is required: passwords are read from standard input, never from arguments");
+    }
+    let username = crate::people::validate_username(&username).map_err(|e| anyhow!("{e}"))?;
+    if let Some(e) = &email {
+        if !e.contains('@') || e.chars().any(char::is_whitespace) || e.len() > 254 {
+            bail!("email: {e:?} is not an email address");
+        }
+    }
+    if name
+        .as_ref()
+        .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200)
+    {
+        bail!("name: 1 to 200 characters");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| anyhow!("cannot read the password from standard input: {e}"))?;
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    crate::people::validate_password(password).map_err(|e| anyhow!("{e}"))?;
+
+    let (store, _) = open(config)?;
+    let mut conn = store.conn().map_err(store_err)?;
+    let org = orgs::find(&mut conn, &org).map_err(store_err)?;
+    let now = store::now();
+    let row = store::users::UserRow {
+        id: format!("usr_{}", random_base62(20)),
+        org_id: org.id,
+        username_key: crate::people::username_key(&username),
+        username,
+        email,
+        email_verified: 0,
+        name: name.map(|n| n.trim().to_string()),
+        is_admin: admin as i32,
+        password_hash: crate::people::hash_password(password).map_err(|e| anyhow!("{e}"))?,
+        created_at: now,
+        updated_at: now,
+    };
+    store::users::insert(&mut conn, &row).map_err(store_err)?;
+    eprintln!("user {} created", row.username);
+    Ok(serde_json::to_value(store::users::UserView::of(&row))?)
 }

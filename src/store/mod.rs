@@ -10,6 +10,7 @@ pub mod keys;
 pub mod orgs;
 pub mod schema;
 pub mod tokens;
+pub mod users;
 
 use std::time::Duration;
 

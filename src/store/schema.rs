@@ -69,12 +69,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users (id) {
+        id -> Text,
+        org_id -> Text,
+        username -> Text,
+        username_key -> Text,
+        email -> Nullable<Text>,
+        email_verified -> Integer,
+        name -> Nullable<Text>,
+        is_admin -> Integer,
+        password_hash -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(clients -> organizations (org_id));
+diesel::joinable!(users -> organizations (org_id));
 diesel::allow_tables_to_appear_in_same_query!(
     instance,
     organizations,
     clients,
     signing_keys,
     used_assertions,
-    revoked_tokens
+    revoked_tokens,
+    users
 );

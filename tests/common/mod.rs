@@ -263,17 +263,36 @@ pub fn bin() -> PathBuf {
 
 /// The binary with exactly the given settings (the test process's own `LATCHKEY_*` removed).
 pub fn cli_with_env(env: &[(String, String)], dir: PathBuf, args: &[&str]) -> Output {
+    cli_with_stdin(env, dir, args, "")
+}
+
+/// The same, writing `input` to the command's standard input.
+pub fn cli_with_stdin(
+    env: &[(String, String)],
+    dir: PathBuf,
+    args: &[&str],
+    input: &str,
+) -> Output {
+    use std::io::Write;
     let mut cmd = Command::new(bin());
     for (k, _) in std::env::vars() {
         if k.starts_with("LATCHKEY_") || k == "DATABASE_URL" {
             cmd.env_remove(k);
         }
     }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+    let mut child = cmd
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .args(args)
-        .output()
-        .expect("run latchkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run latchkey");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    child.wait_with_output().expect("latchkey finishes")
 }
 
 /// Decodes a JWT's payload without checking anything (to look at what a test crafted).

@@ -16,6 +16,8 @@ pub mod discovery;
 pub mod flow_client_credentials;
 pub mod form;
 pub mod introspect;
+pub mod pkce;
+pub mod redirect;
 pub mod revoke;
 pub mod scope;
 

@@ -6,6 +6,7 @@
 //! organization in the filter.
 
 pub mod clients;
+pub mod grants;
 pub mod keys;
 pub mod orgs;
 pub mod schema;

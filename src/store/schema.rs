@@ -85,6 +85,50 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        org_id -> Text,
+        user_id -> Text,
+        redirect_uri -> Text,
+        code_challenge -> Text,
+        nonce -> Nullable<Text>,
+        scope -> Text,
+        auth_time -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        family_id -> Nullable<Text>,
+        access_jti -> Nullable<Text>,
+        access_exp -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    refresh_families (id) {
+        id -> Text,
+        client_id -> Text,
+        org_id -> Text,
+        user_id -> Text,
+        scope -> Text,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        family_id -> Text,
+        issued_at -> BigInt,
+        idle_expires_at -> BigInt,
+        rotated_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(clients -> organizations (org_id));
 diesel::joinable!(users -> organizations (org_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -94,5 +138,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     used_assertions,
     revoked_tokens,
-    users
+    users,
+    authorization_codes,
+    refresh_families,
+    refresh_tokens
 );

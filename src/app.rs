@@ -76,7 +76,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(telemetry::metrics))
-        .configure(oauth::routes);
+        .configure(oauth::routes)
+        .configure(crate::pages::routes);
 }
 
 /// Builds the HTTP server on an already bound listener (tests bind port 0).
@@ -130,7 +131,11 @@ pub fn spawn_background(state: web::Data<AppState>) -> Vec<actix_rt::task::JoinH
             tick.tick().await;
             match state
                 .store
-                .run(|c| store::tokens::purge_expired(c, store::now()))
+                .run(|c| {
+                    let now = store::now();
+                    Ok(store::tokens::purge_expired(c, now)?
+                        + store::sessions::purge_expired(c, now, 15 * 60)?)
+                })
                 .await
             {
                 Ok(n) if n > 0 => tracing::debug!(purged = n, "expired token state purged"),

@@ -112,6 +112,8 @@ pub enum Purpose {
     StoredSecret,
     /// A fixed check value that tells whether a secret matches the database.
     SecretCheck,
+    /// CSRF tokens of the pages' forms.
+    Csrf,
 }
 
 impl Purpose {
@@ -119,6 +121,7 @@ impl Purpose {
         match self {
             Purpose::StoredSecret => b"latchkey v1 stored-secret hmac",
             Purpose::SecretCheck => b"latchkey v1 secret-check hmac",
+            Purpose::Csrf => b"latchkey v1 csrf hmac",
         }
     }
 }
@@ -126,6 +129,7 @@ impl Purpose {
 struct Derived {
     stored: hmac::Key,
     check: hmac::Key,
+    csrf: hmac::Key,
     encryption: LessSafeKey,
 }
 
@@ -134,6 +138,7 @@ impl Derived {
         match purpose {
             Purpose::StoredSecret => &self.stored,
             Purpose::SecretCheck => &self.check,
+            Purpose::Csrf => &self.csrf,
         }
     }
 }
@@ -169,10 +174,12 @@ impl Secrets {
                 let prk = salt.extract(secret);
                 let stored = derive(&prk, Purpose::StoredSecret.label());
                 let check = derive(&prk, Purpose::SecretCheck.label());
+                let csrf = derive(&prk, Purpose::Csrf.label());
                 let enc = derive(&prk, b"latchkey v1 aes-256-gcm");
                 Derived {
                     stored: hmac::Key::new(hmac::HMAC_SHA256, &stored),
                     check: hmac::Key::new(hmac::HMAC_SHA256, &check),
+                    csrf: hmac::Key::new(hmac::HMAC_SHA256, &csrf),
                     encryption: LessSafeKey::new(
                         UnboundKey::new(&AES_256_GCM, &enc).expect("AES-256 key is 32 bytes"),
                     ),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod keys;
 pub mod oauth;
+pub mod pages;
 pub mod people;
 pub mod store;
 pub mod telemetry;

@@ -10,6 +10,7 @@ pub mod grants;
 pub mod keys;
 pub mod orgs;
 pub mod schema;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 

@@ -128,6 +128,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> Text,
+        org_id -> Text,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    login_throttle (throttle_key) {
+        throttle_key -> Text,
+        failures -> Integer,
+        window_start -> BigInt,
+        blocked_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(clients -> organizations (org_id));
 diesel::joinable!(users -> organizations (org_id));
@@ -141,5 +162,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     authorization_codes,
     refresh_families,
-    refresh_tokens
+    refresh_tokens,
+    sessions,
+    login_throttle
 );

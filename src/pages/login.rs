@@ -1,0 +1,349 @@
+//! The login page, the signed-in page and logout (SPEC §3).
+//!
+//! A failed login shows the same page and message whether the username or the password was
+//! wrong, and costs the same Argon2id verification (an unknown username is checked against a
+//! fixed hash). After 5 failures for one username or 20 from one address within 15 minutes,
+//! attempts answer 429 with a `Retry-After` that doubles with each further failure.
+
+use std::sync::OnceLock;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::{
+    client_ip, csrf_cookie, csrf_ok, csrf_token, current_session, message, page, safe_return_to,
+    SESSION_COOKIE,
+};
+use crate::app::AppState;
+use crate::crypto::Purpose;
+use crate::oauth::form::Form;
+use crate::people;
+use crate::store::{self, sessions, users};
+
+const WINDOW: i64 = 15 * 60;
+const PER_USER: i32 = 5;
+const PER_IP: i32 = 20;
+const FAILED: &str = "The username or password is not right.";
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    issuer: &'a str,
+    csrf_token: &'a str,
+    return_to: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    issuer: &'a str,
+    csrf_token: &'a str,
+    username: &'a str,
+    display_name: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage<'a> {
+    issuer: &'a str,
+    csrf_token: &'a str,
+    username: &'a str,
+}
+
+fn unavailable(state: &AppState, e: store::StoreError) -> HttpResponse {
+    tracing::error!(error = %e, "store failure on a page");
+    message(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again shortly",
+        "The service cannot reach its database right now.",
+    )
+}
+
+async fn read_form(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Form, HttpResponse> {
+    Form::read(req, payload).await.map_err(|e| {
+        message(
+            state,
+            e.status,
+            "That request could not be read",
+            &e.description,
+        )
+    })
+}
+
+fn render_login(
+    state: &AppState,
+    req: &HttpRequest,
+    status: StatusCode,
+    return_to: &str,
+    username: &str,
+    error: Option<&str>,
+) -> HttpResponse {
+    let (browser, set_cookie) = csrf_cookie(state, req);
+    let token = csrf_token(state, &browser, None);
+    let mut res = page(
+        status,
+        &LoginPage {
+            issuer: &state.config.issuer,
+            csrf_token: &token,
+            return_to,
+            username,
+            error,
+        },
+    );
+    if let Some(c) = set_cookie {
+        let _ = res.add_cookie(&c);
+    }
+    res
+}
+
+pub async fn login_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+) -> HttpResponse {
+    let return_to = safe_return_to(
+        query
+            .iter()
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.as_str()),
+    );
+    render_login(&state, &req, StatusCode::OK, &return_to, "", None)
+}
+
+/// A hash no password matches, verified for unknown usernames so that they cost what a
+/// wrong password costs.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| people::hash_password("latchkey-dummy-password").unwrap_or_default())
+}
+
+pub async fn login_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let form = match read_form(&state, &req, payload).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    if !csrf_ok(&state, &req, form.get("csrf_token"), None) {
+        return message(
+            &state,
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "Go back, reload the sign-in page and try again.",
+        );
+    }
+    let return_to = safe_return_to(form.get("return_to"));
+    let username = form.get("username").unwrap_or("").trim().to_string();
+    let password = form.get("password").unwrap_or("").to_string();
+    let ip_key = format!("ip:{}", client_ip(&state, &req));
+    // The account's throttle key never holds the username in clear.
+    let user_key = format!(
+        "user:{}",
+        state.secrets.hash(
+            Purpose::StoredSecret,
+            format!("throttle\0{}", people::username_key(&username)).as_bytes()
+        )
+    );
+
+    let now = store::now();
+    let keys = (user_key.clone(), ip_key.clone());
+    let blocked =
+        state
+            .store
+            .run(move |c| {
+                Ok(sessions::blocked_for(c, &keys.0, now)?
+                    .max(sessions::blocked_for(c, &keys.1, now)?))
+            })
+            .await;
+    match blocked {
+        Ok(Some(wait)) => {
+            let mut res = message(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                &format!("Too many failed sign-ins. Wait {wait} seconds before trying again."),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
+            return res;
+        }
+        Ok(None) => {}
+        Err(e) => return unavailable(&state, e),
+    }
+
+    // Look the person up and verify the password off the worker threads (Argon2id is slow).
+    let store = state.store.clone();
+    let lookup = username.clone();
+    let verified = web::block(
+        move || -> Result<Option<users::UserRow>, store::StoreError> {
+            let mut conn = store.conn()?;
+            let user = if lookup.is_empty() {
+                None
+            } else {
+                users::find_by_username(&mut conn, &lookup)?
+            };
+            let stored = user
+                .as_ref()
+                .map_or(dummy_hash(), |u| u.password_hash.as_str());
+            let ok = people::verify_password(&password, stored);
+            Ok(user.filter(|_| ok))
+        },
+    )
+    .await;
+    let user = match verified {
+        Ok(Ok(user)) => user,
+        Ok(Err(e)) => return unavailable(&state, e),
+        Err(_) => return unavailable(&state, store::StoreError::Pool("blocking pool".into())),
+    };
+
+    let Some(user) = user else {
+        let keys = (user_key, ip_key);
+        if let Err(e) = state
+            .store
+            .run(move |c| {
+                sessions::record_failure(c, &keys.0, now, WINDOW, PER_USER)?;
+                sessions::record_failure(c, &keys.1, now, WINDOW, PER_IP)
+            })
+            .await
+        {
+            return unavailable(&state, e);
+        }
+        tracing::info!(ip = %client_ip(&state, &req), "login failed");
+        return render_login(
+            &state,
+            &req,
+            StatusCode::UNAUTHORIZED,
+            &return_to,
+            &username,
+            Some(FAILED),
+        );
+    };
+
+    // Success: a new session id (whatever cookie the browser brought is discarded: no
+    // fixation), the account's failure count cleared.
+    if let Ok(Some((old, _, _))) = current_session(&state, &req).await {
+        let _ = super::end_session(&state, &old).await;
+    }
+    let _ = state
+        .store
+        .run(move |c| sessions::clear(c, &user_key))
+        .await;
+    let cookie = match super::start_session(&state, &user).await {
+        Ok(c) => c,
+        Err(e) => return unavailable(&state, e),
+    };
+    tracing::info!(user_id = %user.id, org_id = %user.org_id, "login succeeded");
+    let mut res = HttpResponse::SeeOther();
+    super::secure_page(&mut res);
+    res.insert_header((
+        header::LOCATION,
+        format!("{}{}", state.config.issuer, return_to),
+    ));
+    res.cookie(cookie);
+    res.finish()
+}
+
+pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    match current_session(&state, &req).await {
+        Ok(Some((raw, _, user))) => {
+            let (browser, set_cookie) = csrf_cookie(&state, &req);
+            let token = csrf_token(&state, &browser, Some(&raw));
+            let display = user.name.clone().unwrap_or_else(|| user.username.clone());
+            let mut res = page(
+                StatusCode::OK,
+                &HomePage {
+                    issuer: &state.config.issuer,
+                    csrf_token: &token,
+                    username: &user.username,
+                    display_name: &display,
+                },
+            );
+            if let Some(c) = set_cookie {
+                let _ = res.add_cookie(&c);
+            }
+            res
+        }
+        Ok(None) => {
+            let mut res = HttpResponse::SeeOther();
+            super::secure_page(&mut res);
+            res.insert_header((header::LOCATION, format!("{}/login", state.config.issuer)))
+                .finish()
+        }
+        Err(e) => unavailable(&state, e),
+    }
+}
+
+pub async fn logout_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    match current_session(&state, &req).await {
+        Ok(Some((raw, _, user))) => {
+            let (browser, set_cookie) = csrf_cookie(&state, &req);
+            let token = csrf_token(&state, &browser, Some(&raw));
+            let mut res = page(
+                StatusCode::OK,
+                &LogoutPage {
+                    issuer: &state.config.issuer,
+                    csrf_token: &token,
+                    username: &user.username,
+                },
+            );
+            if let Some(c) = set_cookie {
+                let _ = res.add_cookie(&c);
+            }
+            res
+        }
+        Ok(None) => message(
+            &state,
+            StatusCode::OK,
+            "Signed out",
+            "You are not signed in.",
+        ),
+        Err(e) => unavailable(&state, e),
+    }
+}
+
+pub async fn logout_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let form = match read_form(&state, &req, payload).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    let session = match current_session(&state, &req).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(&state, e),
+    };
+    let Some((raw, _, _)) = session else {
+        return message(
+            &state,
+            StatusCode::OK,
+            "Signed out",
+            "You are not signed in.",
+        );
+    };
+    if !csrf_ok(&state, &req, form.get("csrf_token"), Some(&raw)) {
+        return message(
+            &state,
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "Go back, reload the page and try again.",
+        );
+    }
+    if let Err(e) = super::end_session(&state, &raw).await {
+        return unavailable(&state, e);
+    }
+    let mut res = message(&state, StatusCode::OK, "Signed out", "You are signed out.");
+    let _ = res.add_removal_cookie(&super::cookie(&state, SESSION_COOKIE, String::new(), None));
+    res
+}

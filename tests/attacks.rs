@@ -189,12 +189,25 @@ async fn clients_get_only_the_grants_scopes_and_audiences_they_registered() {
         (400, Some("unauthorized_client"))
     );
 
+    // Grants this client did not register.
+    for grant in ["authorization_code", "refresh_token"] {
+        let res = http()
+            .post(server.url("/oauth2/token"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", grant)])
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = error_of(res).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unauthorized_client")),
+            "{grant}"
+        );
+    }
+
     // Grants that do not exist here.
-    for grant in [
-        "password",
-        "authorization_code",
-        "urn:ietf:params:oauth:grant-type:device_code",
-    ] {
+    for grant in ["password", "urn:ietf:params:oauth:grant-type:device_code"] {
         let res = http()
             .post(server.url("/oauth2/token"))
             .basic_auth(&id, Some(&secret))

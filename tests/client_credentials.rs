@@ -22,7 +22,10 @@ async fn a_service_gets_a_token_a_resource_server_verifies_it_and_revocation_dea
     // Everything is found through RFC 8414 discovery.
     let meta: Value = get_json(&server.url("/.well-known/oauth-authorization-server")).await;
     assert_eq!(meta["issuer"], server.issuer);
-    assert_eq!(meta["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        meta["grant_types_supported"],
+        json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
     let client = BasicClient::new(ClientId::new(id.clone()))
         .set_client_secret(ClientSecret::new(secret.clone()))
         .set_auth_type(AuthType::BasicAuth)

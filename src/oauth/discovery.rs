@@ -23,21 +23,26 @@ pub fn metadata_document(config: &Config) -> Value {
         .chain(PRIVATE_KEY_JWT_ALGS)
         .copied()
         .collect();
+    let with_none: Vec<&str> = auth_methods.iter().copied().chain(["none"]).collect();
     json!({
         "issuer": config.issuer,
+        "authorization_endpoint": config.endpoint("/oauth2/authorize"),
         "token_endpoint": config.endpoint("/oauth2/token"),
         "jwks_uri": config.endpoint("/jwks.json"),
         "introspection_endpoint": config.endpoint("/oauth2/introspect"),
         "revocation_endpoint": config.endpoint("/oauth2/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        // RFC 8414 §2 requires the member; there is no authorization endpoint yet.
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": auth_methods,
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent"],
+        // Public clients (none) use the code flow and may revoke their own tokens.
+        "token_endpoint_auth_methods_supported": with_none,
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
-        // Public clients (none) may revoke their own tokens (RFC 7009 §2.1).
-        "revocation_endpoint_auth_methods_supported": auth_methods.iter().copied().chain(["none"]).collect::<Vec<_>>(),
+        "revocation_endpoint_auth_methods_supported": with_none,
         "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         "access_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
     })

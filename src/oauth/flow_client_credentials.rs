@@ -32,16 +32,24 @@ pub async fn token(
 ) -> Result<HttpResponse, OAuthError> {
     let form = Form::read(&req, payload).await?;
     let grant_type = form.require("grant_type")?;
-    if GrantType::parse(grant_type) != Some(GrantType::ClientCredentials) {
+    let Some(grant) = GrantType::parse(grant_type) else {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {grant_type} is not supported; see grant_types_supported in the metadata"
         )));
-    }
+    };
     let presented = Presented::from_request(&req, &form)?;
     let id = presented.client_id().to_string();
     let client = state.store.run(move |c| clients::find(c, &id)).await?;
     let client = presented.verify(&state, client).await?;
-    client_credentials(&state, &client, &form)
+    match grant {
+        GrantType::ClientCredentials => client_credentials(&state, &client, &form),
+        GrantType::AuthorizationCode => {
+            super::flow_authorization_code::exchange(&state, &client, &form).await
+        }
+        GrantType::RefreshToken => {
+            super::flow_authorization_code::refresh(&state, &client, &form).await
+        }
+    }
 }
 
 fn client_credentials(
@@ -56,28 +64,7 @@ fn client_credentials(
     }
     let scope = granted_scope(client, form.get("scope"))?;
     let aud = audience(state, client, &form.all("resource"))?;
-
-    let now = store::now();
-    let ttl = state.config.access_token_ttl.as_secs();
-    let keys = state.keys.snapshot();
-    let key = keys.signer(client.access_token_alg, now).ok_or_else(|| {
-        tracing::error!(alg = %client.access_token_alg, "no signing key");
-        OAuthError::unavailable()
-    })?;
-    let claims = AccessTokenClaims {
-        iss: state.config.issuer.clone(),
-        sub: client.client_id.clone(),
-        aud,
-        client_id: client.client_id.clone(),
-        scope: (!scope.is_empty()).then(|| scope.to_string()),
-        iat: now,
-        exp: now + ttl as i64,
-        jti: random_base62(22),
-        org_id: client.org_id.clone(),
-    };
-    let access_token = key
-        .sign_access_token(&claims)
-        .map_err(|_| OAuthError::unavailable())?;
+    let (access_token, claims) = mint_access_token(state, client, &client.client_id, &scope, aud)?;
     state
         .metrics
         .tokens_issued
@@ -88,9 +75,40 @@ fn client_credentials(
     Ok(res.json(TokenResponse {
         access_token,
         token_type: "Bearer",
-        expires_in: ttl,
+        expires_in: state.config.access_token_ttl.as_secs(),
         scope: claims.scope,
     }))
+}
+
+/// Signs an RFC 9068 access token for `sub` with the client's algorithm.
+pub fn mint_access_token(
+    state: &AppState,
+    client: &Client,
+    sub: &str,
+    scope: &ScopeSet,
+    aud: Audience,
+) -> Result<(String, AccessTokenClaims), OAuthError> {
+    let now = store::now();
+    let keys = state.keys.snapshot();
+    let key = keys.signer(client.access_token_alg, now).ok_or_else(|| {
+        tracing::error!(alg = %client.access_token_alg, "no signing key");
+        OAuthError::unavailable()
+    })?;
+    let claims = AccessTokenClaims {
+        iss: state.config.issuer.clone(),
+        sub: sub.to_string(),
+        aud,
+        client_id: client.client_id.clone(),
+        scope: (!scope.is_empty()).then(|| scope.to_string()),
+        iat: now,
+        exp: now + state.config.access_token_ttl.as_secs() as i64,
+        jti: random_base62(22),
+        org_id: client.org_id.clone(),
+    };
+    let token = key
+        .sign_access_token(&claims)
+        .map_err(|_| OAuthError::unavailable())?;
+    Ok((token, claims))
 }
 
 /// RFC 6749 §3.3: the requested scope, within the client's; the client's whole registered

@@ -10,9 +10,11 @@
 //! authorization-code flow, where its primitives fit.
 
 pub mod access_token;
+pub mod authorize;
 pub mod client;
 pub mod client_auth;
 pub mod discovery;
+pub mod flow_authorization_code;
 pub mod flow_client_credentials;
 pub mod form;
 pub mod introspect;
@@ -124,6 +126,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(discovery::metadata),
     )
     .route("/jwks.json", web::get().to(discovery::jwks))
+    .route("/oauth2/authorize", web::get().to(authorize::authorize_get))
+    .route(
+        "/oauth2/authorize",
+        web::post().to(authorize::authorize_post),
+    )
     .route(
         "/oauth2/token",
         web::post().to(flow_client_credentials::token),

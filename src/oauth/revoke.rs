@@ -1,5 +1,6 @@
 //! `POST /oauth2/revoke` (RFC 7009). Revoking an access token records its `jti` until the
-//! token would have expired, so introspection reports it inactive on every node. A client
+//! token would have expired, so introspection reports it inactive on every node; revoking a
+//! refresh token revokes its family. A client
 //! revokes only its own tokens; anything else — another client's token, an unknown or
 //! malformed one — is left alone and still answers 200 (RFC 7009 §2.2).
 
@@ -10,7 +11,7 @@ use super::client_auth::Presented;
 use super::form::Form;
 use super::{no_store, OAuthError};
 use crate::app::AppState;
-use crate::store::{clients, tokens};
+use crate::store::{clients, grants, tokens};
 
 pub async fn revoke(
     state: web::Data<AppState>,
@@ -33,6 +34,17 @@ pub async fn revoke(
                 .run(move |c| tokens::revoke(c, &claims.jti, claims.exp))
                 .await?;
             tracing::info!(client_id = %client.client_id, %jti, "access token revoked");
+        }
+    } else if token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        // A refresh token: revoking it revokes its whole family (SPEC §2).
+        let hash = super::flow_authorization_code::refresh_hash(&state, &token);
+        let (cid, now) = (client.client_id.clone(), crate::store::now());
+        let revoked = state
+            .store
+            .run(move |c| grants::revoke_by_token(c, &hash, &cid, now))
+            .await?;
+        if revoked {
+            tracing::info!(client_id = %client.client_id, "refresh family revoked");
         }
     }
     let mut res = HttpResponse::Ok();

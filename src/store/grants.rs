@@ -10,6 +10,7 @@
 use diesel::prelude::*;
 
 use super::schema::authorization_codes::dsl as ac;
+use super::schema::consents::dsl as cs;
 use super::schema::refresh_families::dsl as rf;
 use super::schema::refresh_tokens::dsl as rt;
 use super::{tokens, AnyConnection, StoreError};
@@ -245,6 +246,74 @@ pub fn revoke_by_token(
 pub fn family(conn: &mut AnyConnection, family_id: &str) -> Result<Option<FamilyRow>, StoreError> {
     let rows: Vec<FamilyRow> = rf::refresh_families
         .filter(rf::id.eq(family_id))
+        .load(conn)?;
+    Ok(rows.into_iter().next())
+}
+
+/// The scope a person has consented to for a client, if any.
+pub fn consent(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    client_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let rows: Vec<String> = cs::consents
+        .filter(cs::user_id.eq(user_id))
+        .filter(cs::client_id.eq(client_id))
+        .select(cs::scope)
+        .load(conn)?;
+    Ok(rows.into_iter().next())
+}
+
+/// Records consent to `scope` (replacing the earlier set, which the caller has merged in).
+pub fn save_consent(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    client_id: &str,
+    scope: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.transaction(|c| {
+        let updated = diesel::update(
+            cs::consents
+                .filter(cs::user_id.eq(user_id))
+                .filter(cs::client_id.eq(client_id)),
+        )
+        .set((cs::scope.eq(scope), cs::granted_at.eq(now)))
+        .execute(c)?;
+        if updated == 0 {
+            let values = (
+                cs::user_id.eq(user_id),
+                cs::client_id.eq(client_id),
+                cs::scope.eq(scope),
+                cs::granted_at.eq(now),
+            );
+            crate::on_backend!(c, |c| diesel::insert_into(cs::consents)
+                .values(values)
+                .on_conflict_do_nothing()
+                .execute(c))?;
+        }
+        Ok(())
+    })
+}
+
+/// The code's row without claiming it (binding checks come before the claim, so a code
+/// presented by the wrong client or with the wrong verifier is left untouched).
+pub fn peek_code(conn: &mut AnyConnection, code_hash: &str) -> Result<Option<CodeRow>, StoreError> {
+    let rows: Vec<CodeRow> = ac::authorization_codes
+        .filter(ac::code_hash.eq(code_hash))
+        .load(conn)?;
+    Ok(rows.into_iter().next())
+}
+
+/// The family a refresh token belongs to, without rotating it.
+pub fn family_of_token(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> Result<Option<FamilyRow>, StoreError> {
+    let rows: Vec<FamilyRow> = rt::refresh_tokens
+        .inner_join(rf::refresh_families)
+        .filter(rt::token_hash.eq(token_hash))
+        .select(FamilyRow::as_select())
         .load(conn)?;
     Ok(rows.into_iter().next())
 }

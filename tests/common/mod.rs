@@ -312,3 +312,100 @@ pub fn now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// A browser over HTTP: a cookie jar, no redirects followed.
+pub struct Browser {
+    pub http: reqwest::Client,
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let res = self.http.get(url).send().await.unwrap();
+        (
+            res.status().as_u16(),
+            res.headers().clone(),
+            res.text().await.unwrap(),
+        )
+    }
+
+    pub async fn post(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let res = self.http.post(url).form(form).send().await.unwrap();
+        (
+            res.status().as_u16(),
+            res.headers().clone(),
+            res.text().await.unwrap(),
+        )
+    }
+
+    /// Opens the login page and returns its CSRF token.
+    pub async fn login_token(&self, server: &TestServer) -> String {
+        let (status, _, html) = self.get(&server.url("/login")).await;
+        assert_eq!(status, 200);
+        field(&html, "csrf_token")
+    }
+
+    pub async fn login(
+        &self,
+        server: &TestServer,
+        username: &str,
+        password: &str,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let token = self.login_token(server).await;
+        self.post(
+            &server.url("/login"),
+            &[
+                ("csrf_token", &token),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+}
+
+/// The value of a hidden input.
+pub fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    unescape(html[start..].split('"').next().unwrap())
+}
+
+/// What a browser makes of an HTML-escaped attribute value.
+pub fn unescape(s: &str) -> String {
+    s.replace("&#38;", "&")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#x2f;", "/")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+pub fn set_cookie(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}

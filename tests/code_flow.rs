@@ -1,0 +1,540 @@
+//! The authorization-code flow over real HTTP with a cookie jar: login → consent → code →
+//! tokens (PKCE) → refresh rotation, and the attacker's side of every step.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+
+const CB: &str = "https://app.acme.test/cb";
+
+struct Flow {
+    server: TestServer,
+    web: (String, String),
+    user_id: String,
+}
+
+async fn flow() -> Flow {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let c = server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        &org,
+        "--name",
+        "Acme Notes",
+        "--grant-types",
+        "authorization_code,refresh_token",
+        "--redirect-uri",
+        CB,
+        "--scopes",
+        "openid profile offline_access read write",
+    ]);
+    let out = cli_with_stdin(
+        &server.env,
+        server.dir.path().to_path_buf(),
+        &[
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--username",
+            "ada",
+            "--password-stdin",
+        ],
+        "analytical engine\n",
+    );
+    assert!(out.status.success());
+    let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+    Flow {
+        web: (
+            c["client_id"].as_str().unwrap().into(),
+            c["client_secret"].as_str().unwrap().into(),
+        ),
+        user_id: user["id"].as_str().unwrap().into(),
+        server,
+    }
+}
+
+fn pkce() -> (String, String) {
+    let verifier = latchkey::crypto::random_base62(64);
+    let challenge = URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref());
+    (verifier, challenge)
+}
+
+fn authorize_url(f: &Flow, client_id: &str, extra: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("client_id", client_id);
+    for (k, v) in extra {
+        q.append_pair(k, v);
+    }
+    f.server.url(&format!("/oauth2/authorize?{}", q.finish()))
+}
+
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// Logs `browser` in through the redirect that authorize answers with, and returns where the
+/// login sends it back to.
+async fn login_via(f: &Flow, browser: &Browser, authorize: &str) -> String {
+    let (status, headers, _) = browser.get(authorize).await;
+    assert_eq!(status, 303);
+    let login = headers["location"].to_str().unwrap().to_string();
+    assert!(
+        login.starts_with(&f.server.url("/login?return_to=")),
+        "{login}"
+    );
+    let (_, _, html) = browser.get(&login).await;
+    let (token, return_to) = (field(&html, "csrf_token"), field(&html, "return_to"));
+    let (status, headers, _) = browser
+        .post(
+            &f.server.url("/login"),
+            &[
+                ("csrf_token", &token),
+                ("return_to", &return_to),
+                ("username", "ada"),
+                ("password", "analytical engine"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    headers["location"].to_str().unwrap().to_string()
+}
+
+/// Submits the consent page shown at `url` with `decision`; returns the redirect.
+async fn decide(f: &Flow, browser: &Browser, url: &str, decision: &str) -> String {
+    let (status, _, html) = browser.get(url).await;
+    assert_eq!(status, 200, "{html}");
+    let mut form: Vec<(String, String)> = Vec::new();
+    for name in [
+        "csrf_token",
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "code_challenge",
+        "code_challenge_method",
+        "state",
+        "nonce",
+    ] {
+        if html.contains(&format!("name=\"{name}\" value=\"")) {
+            form.push((name.into(), field(&html, name)));
+        }
+    }
+    form.push(("decision".into(), decision.into()));
+    let res = browser
+        .http
+        .post(f.server.url("/oauth2/authorize"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "{:?}", res.text().await);
+    res.headers()["location"].to_str().unwrap().to_string()
+}
+
+async fn redeem(f: &Flow, client: (&str, &str), code: &str, verifier: &str) -> (u16, Value) {
+    let res = http()
+        .post(f.server.url("/oauth2/token"))
+        .basic_auth(client.0, Some(client.1))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CB),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+async fn refresh(f: &Flow, token: &str) -> (u16, Value) {
+    let res = http()
+        .post(f.server.url("/oauth2/token"))
+        .basic_auth(&f.web.0, Some(&f.web.1))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[actix_web::test]
+async fn login_consent_code_tokens_refresh_and_a_replayed_code_revokes_everything() {
+    let f = flow().await;
+    let browser = Browser::new();
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        &f,
+        &f.web.0,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CB),
+            ("scope", "openid offline_access read"),
+            ("state", "st-1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("nonce", "n-1"),
+        ],
+    );
+    let back = login_via(&f, &browser, &url).await;
+    assert!(back.starts_with(&f.server.url("/oauth2/authorize?")));
+    let (_, _, consent) = browser.get(&back).await;
+    assert!(
+        consent.contains("Acme Notes")
+            && consent.contains("Read your data")
+            && consent.contains("Confirm who you are")
+    );
+    assert!(
+        consent.contains(r#"name="decision" value="allow""#)
+            && consent.contains(r#"name="decision" value="deny""#)
+    );
+    let redirect = decide(&f, &browser, &back, "allow").await;
+    assert!(redirect.starts_with(CB));
+    let q = query_of(&redirect);
+    assert_eq!(q["state"], "st-1");
+    assert_eq!(q["iss"], f.server.issuer, "RFC 9207");
+    let code = q["code"].clone();
+
+    let (status, tokens) = redeem(&f, (&f.web.0, &f.web.1), &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let refresh_token = tokens["refresh_token"]
+        .as_str()
+        .expect("offline_access granted: a refresh token")
+        .to_string();
+    let claims = jwt_payload(&access);
+    assert_eq!(claims["sub"], f.user_id.as_str());
+    assert_eq!(claims["scope"], "offline_access openid read");
+    // The ID token verifies against the JWKS (RS256 by default) and carries nonce and at_hash.
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    let jwks: jsonwebtoken::jwk::JwkSet = get_json(&f.server.url("/jwks.json")).await;
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[&f.web.0]);
+    v.set_issuer(&[&f.server.issuer]);
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let id = jsonwebtoken::decode::<Value>(id_token, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(id["nonce"], "n-1");
+    assert_eq!(id["sub"], f.user_id.as_str());
+    let digest = ring::digest::digest(&ring::digest::SHA256, access.as_bytes());
+    assert_eq!(
+        id["at_hash"],
+        URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+    );
+    assert!(id["auth_time"].is_i64());
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &access).await["active"],
+        true
+    );
+
+    // A second redemption: refused, and what the first one issued is revoked.
+    let (status, err) = redeem(&f, (&f.web.0, &f.web.1), &code, &verifier).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &access).await["active"],
+        false,
+        "its access token"
+    );
+    assert_eq!(
+        refresh(&f, &refresh_token).await.0,
+        400,
+        "its refresh family"
+    );
+
+    // Consent is remembered: a subset skips the page, straight back with a code.
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        &f,
+        &f.web.0,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CB),
+            ("scope", "read offline_access"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let (status, headers, _) = browser.get(&url).await;
+    assert_eq!(status, 303);
+    let code = query_of(headers["location"].to_str().unwrap())["code"].clone();
+    let (_, tokens) = redeem(&f, (&f.web.0, &f.web.1), &code, &verifier).await;
+    assert!(tokens.get("id_token").is_none(), "no openid, no ID token");
+
+    // Refresh rotation; a narrower scope for the new access token only; reuse revokes the family.
+    let first = tokens["refresh_token"].as_str().unwrap().to_string();
+    let res = http()
+        .post(f.server.url("/oauth2/token"))
+        .basic_auth(&f.web.0, Some(&f.web.1))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", first.as_str()),
+            ("scope", "read"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let rotated: Value = res.json().await.unwrap();
+    assert_eq!(rotated["scope"], "read");
+    let second = rotated["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    let (status, again) = refresh(&f, &second).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        again["scope"], "offline_access read",
+        "the family keeps its grant"
+    );
+    let third = again["refresh_token"].as_str().unwrap().to_string();
+    let (status, err) = refresh(&f, &first).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "reuse of a rotated token"
+    );
+    assert_eq!(
+        refresh(&f, &third).await.0,
+        400,
+        "the whole family is revoked"
+    );
+}
+
+#[actix_web::test]
+async fn bad_authorization_requests_never_redirect_before_the_client_and_uri_are_known() {
+    let f = flow().await;
+    let (_, challenge) = pkce();
+    let base = [
+        ("response_type", "code"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "s"),
+    ];
+    for uri in [
+        "https://app.acme.test/cb/",
+        "https://app.acme.test:8443/cb",
+        "https://app.acme.test/cb/extra",
+        "https://evil@app.acme.test/cb",
+        "https://APP.acme.test/cb",
+        "https://app.acme.test/cb?x=1",
+        "https://app.acme.test/cb#f",
+        "https://evil.example/cb",
+    ] {
+        let mut params = base.to_vec();
+        params.push(("redirect_uri", uri));
+        let res = http()
+            .get(authorize_url(&f, &f.web.0, &params))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{uri}");
+        assert!(
+            res.headers().get("location").is_none(),
+            "{uri}: never redirects"
+        );
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+    let mut params = base.to_vec();
+    params.push(("redirect_uri", CB));
+    let res = http()
+        .get(authorize_url(&f, "no-such-client", &params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+}
+
+#[actix_web::test]
+async fn errors_after_that_go_back_to_the_client_with_state_and_iss() {
+    let f = flow().await;
+    let (_, challenge) = pkce();
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![
+                ("response_type", "token"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+            "unsupported_response_type",
+        ),
+        (vec![("response_type", "code")], "invalid_request"),
+        (
+            vec![
+                ("response_type", "code"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "plain"),
+            ],
+            "invalid_request",
+        ),
+        (
+            vec![("response_type", "code"), ("code_challenge", &challenge)],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("response_type", "code"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("scope", "admin"),
+            ],
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("response_type", "code"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("prompt", "none"),
+            ],
+            "login_required",
+        ),
+    ];
+    for (mut params, error) in cases {
+        params.push(("redirect_uri", CB));
+        params.push(("state", "keep-me"));
+        let res = http()
+            .get(authorize_url(&f, &f.web.0, &params))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{error}");
+        let q = query_of(res.headers()["location"].to_str().unwrap());
+        assert_eq!(q["error"], error);
+        assert_eq!(q["state"], "keep-me");
+        assert_eq!(q["iss"], f.server.issuer);
+    }
+}
+
+#[actix_web::test]
+async fn codes_are_bound_to_their_client_and_verifier_and_consent_needs_its_csrf_token() {
+    let f = flow().await;
+    let other = f.server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "Other",
+        "--grant-types",
+        "authorization_code",
+        "--redirect-uri",
+        CB,
+    ]);
+    let browser = Browser::new();
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        &f,
+        &f.web.0,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CB),
+            ("scope", "read"),
+            ("state", "s"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let back = login_via(&f, &browser, &url).await;
+
+    // Consent CSRF: a forged token is refused, no code.
+    let res = browser
+        .http
+        .post(f.server.url("/oauth2/authorize"))
+        .form(&[
+            ("csrf_token", "forged"),
+            ("client_id", f.web.0.as_str()),
+            ("redirect_uri", CB),
+            ("response_type", "code"),
+            ("scope", "read"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // Deny: access_denied.
+    let denied = decide(&f, &browser, &back, "deny").await;
+    assert_eq!(query_of(&denied)["error"], "access_denied");
+
+    let code = query_of(&decide(&f, &browser, &back, "allow").await)["code"].clone();
+    let other_creds = (
+        other["client_id"].as_str().unwrap(),
+        other["client_secret"].as_str().unwrap(),
+    );
+    let (status, err) = redeem(&f, other_creds, &code, &verifier).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "client B with A's code"
+    );
+    let (_, wrong) = pkce();
+    assert_eq!(
+        redeem(&f, (&f.web.0, &f.web.1), &code, &wrong).await.0,
+        400,
+        "a wrong verifier"
+    );
+    let (status, _) = redeem(&f, (&f.web.0, &f.web.1), &code, &verifier).await;
+    assert_eq!(status, 200, "neither attempt burned the code");
+}
+
+#[actix_web::test]
+async fn a_person_of_another_organization_gets_no_code() {
+    let f = flow().await;
+    f.server.org("globex");
+    let out = cli_with_stdin(
+        &f.server.env,
+        f.server.dir.path().to_path_buf(),
+        &[
+            "user",
+            "create",
+            "--org",
+            "globex",
+            "--username",
+            "eve",
+            "--password-stdin",
+        ],
+        "eavesdropper\n",
+    );
+    assert!(out.status.success());
+    let browser = Browser::new();
+    let (status, _, _) = browser.login(&f.server, "eve", "eavesdropper").await;
+    assert_eq!(status, 303);
+    let (_, challenge) = pkce();
+    let url = authorize_url(
+        &f,
+        &f.web.0,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CB),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let (status, headers, html) = browser.get(&url).await;
+    assert_eq!(status, 403);
+    assert!(headers.get("location").is_none());
+    assert!(html.contains("cannot be used here"));
+}

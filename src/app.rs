@@ -27,6 +27,8 @@ pub struct AppState {
     pub jwks_cache: JwksCache,
     /// The RFC 8414 document, serialized once.
     pub metadata: String,
+    /// The OpenID Provider document, serialized once.
+    pub openid_metadata: String,
     pub token_endpoint: String,
     pub jwks_cache_control: HeaderValue,
 }
@@ -60,6 +62,7 @@ pub fn prepare(config: Config) -> anyhow::Result<AppState> {
         HeaderValue::from_str(&format!("public, max-age={max_age}")).expect("ascii header");
     Ok(AppState {
         metadata: oauth::discovery::metadata_document(&config).to_string(),
+        openid_metadata: oauth::discovery::openid_document(&config).to_string(),
         token_endpoint: config.endpoint("/oauth2/token"),
         jwks_cache_control,
         config,

@@ -48,6 +48,60 @@ pub fn metadata_document(config: &Config) -> Value {
     })
 }
 
+/// The OpenID Provider metadata (OIDC Discovery §3): the RFC 8414 document plus what
+/// OpenID Connect adds.
+pub fn openid_document(config: &Config) -> Value {
+    let mut doc = metadata_document(config);
+    if let Value::Object(map) = &mut doc {
+        map.insert(
+            "userinfo_endpoint".into(),
+            json!(config.endpoint("/userinfo")),
+        );
+        map.insert(
+            "scopes_supported".into(),
+            json!(["openid", "profile", "email", "offline_access"]),
+        );
+        map.insert("subject_types_supported".into(), json!(["public"]));
+        map.insert(
+            "id_token_signing_alg_values_supported".into(),
+            json!(["RS256", "ES256", "EdDSA"]),
+        );
+        map.insert(
+            "claims_supported".into(),
+            json!([
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
+                "azp",
+                "name",
+                "preferred_username",
+                "email",
+                "email_verified"
+            ]),
+        );
+    }
+    doc
+}
+
+pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        ))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ))
+        .content_type("application/json")
+        .body(state.openid_metadata.clone())
+}
+
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((

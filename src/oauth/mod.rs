@@ -22,6 +22,7 @@ pub mod pkce;
 pub mod redirect;
 pub mod revoke;
 pub mod scope;
+pub mod userinfo;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -126,6 +127,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(discovery::metadata),
     )
     .route("/jwks.json", web::get().to(discovery::jwks))
+    .route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery::openid_configuration),
+    )
+    .route("/userinfo", web::get().to(userinfo::userinfo_get))
+    .route("/userinfo", web::post().to(userinfo::userinfo_post))
     .route("/oauth2/authorize", web::get().to(authorize::authorize_get))
     .route(
         "/oauth2/authorize",

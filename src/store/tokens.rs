@@ -39,6 +39,14 @@ pub fn revoke(conn: &mut AnyConnection, jti: &str, expires_at: i64) -> Result<()
     }
 }
 
+/// Whether an access token's `jti` is revoked.
+pub fn is_revoked_jti(conn: &mut AnyConnection, jti: &str) -> Result<bool, StoreError> {
+    let query = diesel::select(diesel::dsl::exists(
+        r::revoked_tokens.filter(r::jti.eq(jti)),
+    ));
+    Ok(crate::on_backend!(conn, |conn| query.get_result(conn))?)
+}
+
 /// Deletes what can no longer matter: revocations and used assertions past their expiry.
 pub fn purge_expired(conn: &mut AnyConnection, now: i64) -> Result<usize, StoreError> {
     let a = diesel::delete(r::revoked_tokens.filter(r::expires_at.lt(now))).execute(conn)?;

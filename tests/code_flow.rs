@@ -538,3 +538,83 @@ async fn a_person_of_another_organization_gets_no_code() {
     assert!(headers.get("location").is_none());
     assert!(html.contains("cannot be used here"));
 }
+
+#[actix_web::test]
+async fn rp_initiated_logout_ends_the_session_and_returns_only_to_a_registered_uri() {
+    let f = flow().await;
+    f.server.cli_json(&[
+        "client",
+        "update",
+        &f.web.0,
+        "--post-logout-redirect-uri",
+        "https://app.acme.test/bye",
+    ]);
+    let browser = Browser::new();
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        &f,
+        &f.web.0,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CB),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let back = login_via(&f, &browser, &url).await;
+    let code = query_of(&decide(&f, &browser, &back, "allow").await)["code"].clone();
+    let (_, tokens) = redeem(&f, (&f.web.0, &f.web.1), &code, &verifier).await;
+    let id_token = tokens["id_token"].as_str().unwrap().to_string();
+    let logout = |extra: &[(&str, &str)]| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+        f.server.url(&format!("/logout?{}", q.finish()))
+    };
+
+    // An unregistered post_logout_redirect_uri: refused, no redirect, still signed in.
+    let (status, headers, _) = browser
+        .get(&logout(&[
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ]))
+        .await;
+    assert_eq!(status, 400);
+    assert!(headers.get("location").is_none());
+    assert_eq!(browser.get(&f.server.url("/")).await.0, 200);
+    // A forged hint: only the confirmation page.
+    let forged = format!("{}x", &id_token[..id_token.len() - 1]);
+    let (status, _, html) = browser
+        .get(&logout(&[
+            ("id_token_hint", &forged),
+            ("post_logout_redirect_uri", "https://app.acme.test/bye"),
+        ]))
+        .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Sign out?") && html.contains("csrf_token"));
+    assert_eq!(
+        browser.get(&f.server.url("/")).await.0,
+        200,
+        "nothing ended without confirmation"
+    );
+
+    // The real hint: signed out, back to the registered URI with state.
+    let (status, headers, _) = browser
+        .get(&logout(&[
+            ("id_token_hint", &id_token),
+            ("post_logout_redirect_uri", "https://app.acme.test/bye"),
+            ("state", "bye-1"),
+        ]))
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "https://app.acme.test/bye?state=bye-1");
+    assert_eq!(
+        browser.get(&f.server.url("/")).await.0,
+        303,
+        "the session is over"
+    );
+    let doc: Value = get_json(&f.server.url("/.well-known/openid-configuration")).await;
+    assert_eq!(doc["end_session_endpoint"], f.server.url("/logout"));
+}

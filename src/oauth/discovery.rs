@@ -58,6 +58,10 @@ pub fn openid_document(config: &Config) -> Value {
             json!(config.endpoint("/userinfo")),
         );
         map.insert(
+            "end_session_endpoint".into(),
+            json!(config.endpoint("/logout")),
+        );
+        map.insert(
             "scopes_supported".into(),
             json!(["openid", "profile", "email", "offline_access"]),
         );

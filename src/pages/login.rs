@@ -284,10 +284,36 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
 }
 
 pub async fn logout_page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    match current_session(&state, &req).await {
+    let query = match Form::parse(req.query_string().as_bytes()) {
+        Ok(q) => q,
+        Err(e) => {
+            return message(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "That request could not be read",
+                &e.description,
+            )
+        }
+    };
+    if let Some(hint) = query.get("id_token_hint") {
+        return super::rp_logout::logout(
+            &state,
+            &req,
+            hint,
+            query.get("post_logout_redirect_uri"),
+            query.get("state"),
+        )
+        .await;
+    }
+    confirm_logout(&state, &req).await
+}
+
+/// The CSRF-protected question "Sign out?" (SPEC §2: without a valid `id_token_hint`).
+pub async fn confirm_logout(state: &AppState, req: &HttpRequest) -> HttpResponse {
+    match current_session(state, req).await {
         Ok(Some((raw, _, user))) => {
-            let (browser, set_cookie) = csrf_cookie(&state, &req);
-            let token = csrf_token(&state, &browser, Some(&raw));
+            let (browser, set_cookie) = csrf_cookie(state, req);
+            let token = csrf_token(state, &browser, Some(&raw));
             let mut res = page(
                 StatusCode::OK,
                 &LogoutPage {
@@ -302,12 +328,12 @@ pub async fn logout_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRe
             res
         }
         Ok(None) => message(
-            &state,
+            state,
             StatusCode::OK,
             "Signed out",
             "You are not signed in.",
         ),
-        Err(e) => unavailable(&state, e),
+        Err(e) => unavailable(state, e),
     }
 }
 
@@ -320,6 +346,16 @@ pub async fn logout_submit(
         Ok(f) => f,
         Err(res) => return res,
     };
+    if let Some(hint) = form.get("id_token_hint") {
+        return super::rp_logout::logout(
+            &state,
+            &req,
+            hint,
+            form.get("post_logout_redirect_uri"),
+            form.get("state"),
+        )
+        .await;
+    }
     let session = match current_session(&state, &req).await {
         Ok(s) => s,
         Err(e) => return unavailable(&state, e),

@@ -8,6 +8,7 @@
 //! browser or session is worthless in another.
 
 pub mod login;
+pub mod rp_logout;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::{self, HeaderValue};

@@ -618,3 +618,89 @@ async fn rp_initiated_logout_ends_the_session_and_returns_only_to_a_registered_u
     let doc: Value = get_json(&f.server.url("/.well-known/openid-configuration")).await;
     assert_eq!(doc["end_session_endpoint"], f.server.url("/logout"));
 }
+
+#[actix_web::test]
+async fn a_single_page_app_may_call_the_token_endpoint_cross_origin_and_nobody_else_may() {
+    let f = flow().await;
+    f.server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "SPA",
+        "--grant-types",
+        "authorization_code,refresh_token",
+        "--redirect-uri",
+        "https://spa.acme.test/callback",
+        "--public",
+    ]);
+    for path in ["/oauth2/token", "/oauth2/revoke", "/userinfo"] {
+        let res = http()
+            .request(reqwest::Method::OPTIONS, f.server.url(path))
+            .header("origin", "https://spa.acme.test")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204, "{path}");
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            "https://spa.acme.test"
+        );
+        for evil in [
+            "https://evil.example",
+            "https://spa.acme.test.evil.example",
+            "https://spa.acme.test/callback",
+            "null",
+        ] {
+            let res = http()
+                .request(reqwest::Method::OPTIONS, f.server.url(path))
+                .header("origin", evil)
+                .header("access-control-request-method", "POST")
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                res.headers().get("access-control-allow-origin").is_none(),
+                "{path} from {evil}"
+            );
+        }
+    }
+    // The actual request carries the header for the registered origin only.
+    let res = http()
+        .post(f.server.url("/oauth2/token"))
+        .header("origin", "https://spa.acme.test")
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "nope"),
+            ("client_id", "nope"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://spa.acme.test"
+    );
+    let res = http()
+        .post(f.server.url("/oauth2/token"))
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "nope"),
+            ("client_id", "nope"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    // Discovery and the JWKS answer any origin.
+    let res = http()
+        .get(f.server.url("/.well-known/openid-configuration"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+}

@@ -13,6 +13,7 @@ pub mod access_token;
 pub mod authorize;
 pub mod client;
 pub mod client_auth;
+pub mod cors;
 pub mod discovery;
 pub mod flow_authorization_code;
 pub mod flow_client_credentials;
@@ -122,26 +123,41 @@ pub fn no_store(res: &mut actix_web::HttpResponseBuilder) {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    use actix_web::http::Method;
+    use actix_web::middleware::from_fn;
     cfg.route(
         "/.well-known/oauth-authorization-server",
         web::get().to(discovery::metadata),
     )
-    .route("/jwks.json", web::get().to(discovery::jwks))
     .route(
         "/.well-known/openid-configuration",
         web::get().to(discovery::openid_configuration),
     )
-    .route("/userinfo", web::get().to(userinfo::userinfo_get))
-    .route("/userinfo", web::post().to(userinfo::userinfo_post))
+    .route("/jwks.json", web::get().to(discovery::jwks))
     .route("/oauth2/authorize", web::get().to(authorize::authorize_get))
     .route(
         "/oauth2/authorize",
         web::post().to(authorize::authorize_post),
     )
-    .route(
-        "/oauth2/token",
-        web::post().to(flow_client_credentials::token),
-    )
     .route("/oauth2/introspect", web::post().to(introspect::introspect))
-    .route("/oauth2/revoke", web::post().to(revoke::revoke));
+    // What a single-page app calls from the browser: CORS for registered origins.
+    .service(
+        web::resource("/oauth2/token")
+            .wrap(from_fn(cors::cors))
+            .route(web::post().to(flow_client_credentials::token))
+            .route(web::method(Method::OPTIONS).to(cors::preflight)),
+    )
+    .service(
+        web::resource("/oauth2/revoke")
+            .wrap(from_fn(cors::cors))
+            .route(web::post().to(revoke::revoke))
+            .route(web::method(Method::OPTIONS).to(cors::preflight)),
+    )
+    .service(
+        web::resource("/userinfo")
+            .wrap(from_fn(cors::cors))
+            .route(web::get().to(userinfo::userinfo_get))
+            .route(web::post().to(userinfo::userinfo_post))
+            .route(web::method(Method::OPTIONS).to(cors::preflight)),
+    );
 }

@@ -178,3 +178,17 @@ pub fn find_with_revocation(
         None => Ok((None, false)),
     }
 }
+
+/// Whether some client has a redirect URI at `origin` (`scheme://host[:port]`). The LIKE is
+/// only a prefilter; the exact comparison is on the parsed URIs.
+pub fn origin_is_registered(conn: &mut AnyConnection, origin: &str) -> Result<bool, StoreError> {
+    let pattern = format!("%{origin}%");
+    let rows: Vec<String> = c::clients
+        .filter(c::redirect_uris.like(pattern))
+        .select(c::redirect_uris)
+        .load(conn)?;
+    Ok(rows
+        .iter()
+        .flat_map(|r| r.split(' '))
+        .any(|uri| url::Url::parse(uri).is_ok_and(|u| u.origin().ascii_serialization() == origin)))
+}

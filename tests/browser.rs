@@ -127,23 +127,12 @@ async fn fill_and_submit(chrome: &Chrome, username: &str, password: &str) {
 async fn a_person_signs_in_and_out_in_a_real_browser() {
     let server = TestServer::start().await;
     server.org("acme");
-    let out = cli_with_stdin(
-        &server.env,
-        server.dir.path().to_path_buf(),
-        &[
-            "user",
-            "create",
-            "--org",
-            "acme",
-            "--username",
-            "ada",
-            "--name",
-            "Ada Lovelace",
-            "--password-stdin",
-        ],
-        "analytical engine\n",
+    server.person(
+        "acme",
+        "ada",
+        "analytical engine",
+        &["--name", "Ada Lovelace"],
     );
-    assert!(out.status.success());
     let chrome = chrome().await;
     let c = &chrome.client;
 

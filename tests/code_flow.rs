@@ -33,22 +33,7 @@ async fn flow() -> Flow {
         "--scopes",
         "openid profile offline_access read write",
     ]);
-    let out = cli_with_stdin(
-        &server.env,
-        server.dir.path().to_path_buf(),
-        &[
-            "user",
-            "create",
-            "--org",
-            "acme",
-            "--username",
-            "ada",
-            "--password-stdin",
-        ],
-        "analytical engine\n",
-    );
-    assert!(out.status.success());
-    let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let user = server.person("acme", "ada", "analytical engine", &[]);
     Flow {
         web: (
             c["client_id"].as_str().unwrap().into(),
@@ -504,21 +489,7 @@ async fn codes_are_bound_to_their_client_and_verifier_and_consent_needs_its_csrf
 async fn a_person_of_another_organization_gets_no_code() {
     let f = flow().await;
     f.server.org("globex");
-    let out = cli_with_stdin(
-        &f.server.env,
-        f.server.dir.path().to_path_buf(),
-        &[
-            "user",
-            "create",
-            "--org",
-            "globex",
-            "--username",
-            "eve",
-            "--password-stdin",
-        ],
-        "eavesdropper\n",
-    );
-    assert!(out.status.success());
+    f.server.person("globex", "eve", "eavesdropper", &[]);
     let browser = Browser::new();
     let (status, _, _) = browser.login(&f.server, "eve", "eavesdropper").await;
     assert_eq!(status, 303);

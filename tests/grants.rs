@@ -34,22 +34,7 @@ async fn fixture() -> Fixture {
         "--redirect-uri",
         "https://app.acme.test/cb",
     ]);
-    let out = cli_with_stdin(
-        &server.env,
-        server.dir.path().to_path_buf(),
-        &[
-            "user",
-            "create",
-            "--org",
-            &org_id,
-            "--username",
-            "ada",
-            "--password-stdin",
-        ],
-        "long enough pw\n",
-    );
-    assert!(out.status.success());
-    let user: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let user = server.person(&org_id, "ada", "long enough pw", &[]);
     let url = latchkey::config::DatabaseUrl::parse(&server.db.url).unwrap();
     Fixture {
         store: Store::open(&url, 16).unwrap(),

@@ -35,25 +35,12 @@ async fn the_openidconnect_crate_signs_a_person_in_and_reads_userinfo() {
         "--scopes",
         "openid profile email offline_access",
     ]);
-    let out = cli_with_stdin(
-        &server.env,
-        server.dir.path().to_path_buf(),
-        &[
-            "user",
-            "create",
-            "--org",
-            "acme",
-            "--username",
-            "ada",
-            "--name",
-            "Ada Lovelace",
-            "--email",
-            "ada@acme.test",
-            "--password-stdin",
-        ],
-        "analytical engine\n",
+    server.person(
+        "acme",
+        "ada",
+        "analytical engine",
+        &["--name", "Ada Lovelace", "--email", "ada@acme.test"],
     );
-    assert!(out.status.success());
 
     let http_client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

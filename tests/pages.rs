@@ -9,21 +9,7 @@ async fn server_with_people() -> TestServer {
     let server = TestServer::start().await;
     server.org("acme");
     for (user, pw) in [("ada", "analytical engine"), ("grace", "cobol forever")] {
-        let out = cli_with_stdin(
-            &server.env,
-            server.dir.path().to_path_buf(),
-            &[
-                "user",
-                "create",
-                "--org",
-                "acme",
-                "--username",
-                user,
-                "--password-stdin",
-            ],
-            &format!("{pw}\n"),
-        );
-        assert!(out.status.success());
+        server.person("acme", user, pw, &[]);
     }
     server
 }

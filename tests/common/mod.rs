@@ -237,6 +237,35 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// A person of `org` created with the CLI (`extra`: `--name`, `--email`, `--admin`);
+    /// returns the JSON the CLI printed.
+    pub fn person(&self, org: &str, username: &str, password: &str, extra: &[&str]) -> Value {
+        let mut args = vec![
+            "user",
+            "create",
+            "--org",
+            org,
+            "--username",
+            username,
+            "--password-stdin",
+        ];
+        args.extend_from_slice(extra);
+        let out = cli_with_stdin(
+            &self.env,
+            self.dir.path().to_path_buf(),
+            &args,
+            &format!("{password}\n"),
+        );
+        assert!(
+            out.status.success(),
+            "user create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("CLI prints JSON")
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let handle = self.handle.clone();

@@ -504,10 +504,14 @@ async fn a_person_of_another_organization_gets_no_code() {
             ("code_challenge_method", "S256"),
         ],
     );
-    let (status, headers, html) = browser.get(&url).await;
-    assert_eq!(status, 403);
-    assert!(headers.get("location").is_none());
-    assert!(html.contains("cannot be used here"));
+    let (status, headers, _) = browser.get(&url).await;
+    assert_eq!(
+        status, 303,
+        "the client and URI are good: the error goes back to it"
+    );
+    let q = query_of(headers["location"].to_str().unwrap());
+    assert_eq!(q["error"], "access_denied");
+    assert!(!q.contains_key("code"));
 }
 
 #[actix_web::test]
@@ -674,4 +678,32 @@ async fn a_single_page_app_may_call_the_token_endpoint_cross_origin_and_nobody_e
         .await
         .unwrap();
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
+}
+
+#[actix_web::test]
+async fn prompt_login_consent_still_asks_for_consent_after_the_login() {
+    let f = flow().await;
+    let browser = Browser::new();
+    let (_, challenge) = pkce();
+    let params = [
+        ("response_type", "code"),
+        ("redirect_uri", CB),
+        ("scope", "read"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    // Consent once.
+    let back = login_via(&f, &browser, &authorize_url(&f, &f.web.0, &params)).await;
+    decide(&f, &browser, &back, "allow").await;
+    // Now prompt=login consent: a fresh login, and the consent page even though it is remembered.
+    let mut with_prompt = params.to_vec();
+    with_prompt.push(("prompt", "login consent"));
+    with_prompt.push(("max_age", "0"));
+    let back = login_via(&f, &browser, &authorize_url(&f, &f.web.0, &with_prompt)).await;
+    let (status, _, html) = browser.get(&back).await;
+    assert_eq!(status, 200, "no loop back to the login page with max_age=0");
+    assert!(
+        html.contains(r#"name="decision" value="allow""#),
+        "prompt=consent survives the login"
+    );
 }

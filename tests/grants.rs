@@ -106,7 +106,8 @@ async fn a_code_redeems_once_and_a_replay_revokes_what_the_first_redemption_star
     let mut conn = f.store.conn().unwrap();
     grants::insert_code(&mut conn, &f.code("code-1", now() + 60)).unwrap();
     let first = f.issued(1);
-    let Redemption::Fresh(row) = grants::redeem_code(&mut conn, "code-1", now(), &first).unwrap()
+    let Redemption::Fresh(row) =
+        grants::redeem_code(&mut conn, "code-1", now(), &first, None).unwrap()
     else {
         panic!("the first redemption wins");
     };
@@ -119,7 +120,7 @@ async fn a_code_redeems_once_and_a_replay_revokes_what_the_first_redemption_star
     )
     .unwrap();
 
-    match grants::redeem_code(&mut conn, "code-1", now(), &f.issued(2)).unwrap() {
+    match grants::redeem_code(&mut conn, "code-1", now(), &f.issued(2), None).unwrap() {
         Redemption::Replayed { client_id } => assert_eq!(client_id, f.client_id),
         other => panic!("a second redemption is a replay: {other:?}"),
     }
@@ -139,12 +140,12 @@ async fn a_code_redeems_once_and_a_replay_revokes_what_the_first_redemption_star
 
     // Unknown and expired codes.
     assert!(matches!(
-        grants::redeem_code(&mut conn, "nope", now(), &f.issued(3)).unwrap(),
+        grants::redeem_code(&mut conn, "nope", now(), &f.issued(3), None).unwrap(),
         Redemption::Invalid
     ));
     grants::insert_code(&mut conn, &f.code("code-old", now() - 1)).unwrap();
     assert!(matches!(
-        grants::redeem_code(&mut conn, "code-old", now(), &f.issued(4)).unwrap(),
+        grants::redeem_code(&mut conn, "code-old", now(), &f.issued(4), None).unwrap(),
         Redemption::Invalid
     ));
 }
@@ -156,6 +157,8 @@ async fn racing_redemptions_of_one_code_have_exactly_one_winner() {
         let hash = format!("race-{round}");
         grants::insert_code(&mut f.store.conn().unwrap(), &f.code(&hash, now() + 60)).unwrap();
         let barrier = Arc::new(Barrier::new(8));
+        let family_template = f.family("template", now() + 86400);
+        let family_template = &family_template;
         let results: Vec<Redemption> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
@@ -168,7 +171,17 @@ async fn racing_redemptions_of_one_code_have_exactly_one_winner() {
                     s.spawn(move || {
                         let mut conn = store.conn().unwrap();
                         barrier.wait();
-                        grants::redeem_code(&mut conn, &hash, now(), &issued).unwrap()
+                        // Each racer would start its own family with the claim.
+                        let family = grants::NewFamily {
+                            family: FamilyRow {
+                                id: issued.family_id.clone().unwrap(),
+                                ..family_template.clone()
+                            },
+                            token_hash: format!("rt-{}", issued.access_jti),
+                            idle_expires_at: now() + 3600,
+                        };
+                        grants::redeem_code(&mut conn, &hash, now(), &issued, Some(&family))
+                            .unwrap()
                     })
                 })
                 .collect();
@@ -192,7 +205,17 @@ async fn racing_redemptions_of_one_code_have_exactly_one_winner() {
                 .count(),
             7
         );
-        // The losers saw the winner's access token and revoked it.
+        // The losers revoked the winner's refresh family, created in the claim's own
+        // transaction, so no racing replay can miss it…
+        let winner_family = fresh[0].family_id.clone().unwrap();
+        let family = grants::family(&mut f.store.conn().unwrap(), &winner_family)
+            .unwrap()
+            .expect("the winner's family exists");
+        assert!(
+            family.revoked_at.is_some(),
+            "the winner's family is revoked by the replays"
+        );
+        // …and the winner's access token.
         assert!(is_revoked(
             &f.store,
             fresh[0].access_jti.as_deref().unwrap()
@@ -314,7 +337,12 @@ async fn the_grace_window_lifetimes_and_revocation_hold() {
         grants::rotate_refresh(&mut conn, "g-1", "g-2b", now(), 3600, 30).unwrap(),
         Rotation::Rotated(_)
     ));
-    // …but after it, it is.
+    // The retry retired the successor it replaces: the family has one live token (g-2b).
+    assert!(matches!(
+        grants::rotate_refresh(&mut conn, "g-2b", "g-4", now(), 3600, 30,).unwrap(),
+        Rotation::Rotated(_)
+    ));
+    // …and after the window, reuse is reuse.
     assert!(matches!(
         grants::rotate_refresh(&mut conn, "g-1", "g-3", now() + 31, 3600, 30).unwrap(),
         Rotation::Reused { .. }

@@ -269,3 +269,59 @@ async fn a_planted_session_id_never_becomes_the_victims_session() {
         .unwrap();
     assert!(html.contains("signed in as <strong>ada</strong>"));
 }
+
+#[actix_web::test]
+async fn parallel_guesses_cannot_slip_under_the_throttle() {
+    let server = server_with_people().await;
+    let browser = Browser::new();
+    let token = browser.login_token(&server).await;
+    let url = server.url("/login");
+    let attempts = (0..10).map(|i| {
+        let (http, url, token) = (browser.http.clone(), url.clone(), token.clone());
+        async move {
+            let form = [
+                ("csrf_token", token.as_str()),
+                ("username", "ada"),
+                ("password", &*format!("guess number {i}")),
+            ];
+            http.post(&url)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 5,
+        "at most 5 guesses reach the password check: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        10 - checked,
+        "{statuses:?}"
+    );
+}
+
+#[actix_web::test]
+async fn a_control_character_in_return_to_is_not_a_500() {
+    let server = server_with_people().await;
+    let browser = Browser::new();
+    let token = browser.login_token(&server).await;
+    let (status, headers, _) = browser
+        .post(
+            &server.url("/login"),
+            &[
+                ("csrf_token", &token),
+                ("username", "ada"),
+                ("password", "analytical engine"),
+                ("return_to", "/\u{1}x"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], format!("{}/", server.issuer));
+}

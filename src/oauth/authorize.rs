@@ -304,11 +304,22 @@ pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Http
                 back(&request, "login_required", "the person is not signed in"),
             );
         }
-        // Back here after login, without prompt=login (it is satisfied by that login).
+        // Back here after login. That login satisfies `prompt=login` and `max_age`, so they are
+        // dropped from the way back (else a small max_age could loop); other prompt values
+        // (consent) stay.
         let pairs: Vec<(String, String)> =
             url::form_urlencoded::parse(req.query_string().as_bytes())
-                .filter(|(k, _)| k != "prompt" || !request.prompt_login)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .filter(|(k, _)| k != "max_age")
+                .filter_map(|(k, v)| {
+                    if k == "prompt" {
+                        let rest: Vec<&str> = v
+                            .split(' ')
+                            .filter(|p| !p.is_empty() && *p != "login")
+                            .collect();
+                        return (!rest.is_empty()).then(|| (k.into_owned(), rest.join(" ")));
+                    }
+                    Some((k.into_owned(), v.into_owned()))
+                })
                 .collect();
         let query = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
@@ -337,11 +348,14 @@ pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Http
                 ),
             );
         }
-        return message(
+        // The client and redirect URI are good, so this goes back to the client (SPEC §2).
+        return refuse(
             &state,
-            StatusCode::FORBIDDEN,
-            "This account cannot be used here",
-            &format!("You are signed in as {}, who cannot use {}. Sign out, then sign in with an account of its organization.", user.username, request.client.name),
+            back(
+                &request,
+                "access_denied",
+                "the signed-in person is not of this client's organization",
+            ),
         );
     }
     if needs_consent(&state, &request, &user.id).await {
@@ -463,11 +477,13 @@ pub async fn authorize_post(
         Err(r) => return refuse(&state, r),
     };
     if user.org_id != request.client.org_id {
-        return message(
+        return refuse(
             &state,
-            StatusCode::FORBIDDEN,
-            "This account cannot be used here",
-            "Sign in with an account of the application's organization.",
+            back(
+                &request,
+                "access_denied",
+                "the signed-in person is not of this client's organization",
+            ),
         );
     }
     match form.get("decision") {

@@ -146,16 +146,36 @@ pub async fn exchange(
         && (!scope.contains("openid") || scope.contains("offline_access"));
     let aud = audience(state, client, &form.all("resource"))?;
     let (access_token, claims) = mint_access_token(state, client, &row.user_id, &scope, aud)?;
+    let now = store::now();
+    // The refresh family is created by the same transaction that claims the code.
+    let refresh = with_refresh.then(|| {
+        let raw = random_base62(43);
+        let family = grants::NewFamily {
+            family: grants::FamilyRow {
+                id: format!("fam_{}", random_base62(20)),
+                client_id: client.client_id.clone(),
+                org_id: client.org_id.clone(),
+                user_id: row.user_id.clone(),
+                scope: row.scope.clone(),
+                auth_time: row.auth_time,
+                created_at: now,
+                expires_at: now + state.config.refresh_token_ttl.as_secs() as i64,
+                revoked_at: None,
+            },
+            token_hash: refresh_hash(state, &raw),
+            idle_expires_at: now + state.config.refresh_idle_ttl.as_secs() as i64,
+        };
+        (raw, family)
+    });
     let issued = grants::Issued {
-        family_id: with_refresh.then(|| format!("fam_{}", random_base62(20))),
+        family_id: refresh.as_ref().map(|(_, f)| f.family.id.clone()),
         access_jti: claims.jti.clone(),
         access_exp: claims.exp,
     };
-    let now = store::now();
-    let for_claim = issued.clone();
+    let family = refresh.as_ref().map(|(_, f)| f.clone());
     let redemption = state
         .store
-        .run(move |c| grants::redeem_code(c, &hash, now, &for_claim))
+        .run(move |c| grants::redeem_code(c, &hash, now, &issued, family.as_ref()))
         .await?;
     let row = match redemption {
         grants::Redemption::Fresh(row) => row,
@@ -167,32 +187,7 @@ pub async fn exchange(
         }
         grants::Redemption::Invalid => return Err(invalid()),
     };
-    let refresh_token = match issued.family_id {
-        Some(family_id) => {
-            let raw = random_base62(43);
-            let family = grants::FamilyRow {
-                id: family_id,
-                client_id: client.client_id.clone(),
-                org_id: client.org_id.clone(),
-                user_id: row.user_id.clone(),
-                scope: row.scope.clone(),
-                auth_time: row.auth_time,
-                created_at: now,
-                expires_at: now + state.config.refresh_token_ttl.as_secs() as i64,
-                revoked_at: None,
-            };
-            let (token_hash, idle) = (
-                refresh_hash(state, &raw),
-                now + state.config.refresh_idle_ttl.as_secs() as i64,
-            );
-            state
-                .store
-                .run(move |c| grants::start_family(c, &family, &token_hash, idle))
-                .await?;
-            Some(raw)
-        }
-        None => None,
-    };
+    let refresh_token = refresh.map(|(raw, _)| raw);
     let id_token = if scope.contains("openid") {
         Some(mint_id_token(
             state,

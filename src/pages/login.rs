@@ -156,16 +156,23 @@ pub async fn login_submit(
     );
 
     let now = store::now();
+    // Blocked already: refused without counting. Otherwise this attempt is counted before the
+    // password is checked, so parallel guesses cannot all slip under the limit.
     let keys = (user_key.clone(), ip_key.clone());
-    let blocked =
-        state
-            .store
-            .run(move |c| {
-                Ok(sessions::blocked_for(c, &keys.0, now)?
-                    .max(sessions::blocked_for(c, &keys.1, now)?))
-            })
-            .await;
-    match blocked {
+    let counted = state
+        .store
+        .run(move |c| {
+            if let Some(wait) =
+                sessions::blocked_for(c, &keys.0, now)?.max(sessions::blocked_for(c, &keys.1, now)?)
+            {
+                return Ok(Some(wait));
+            }
+            let (_, user_wait) = sessions::count_attempt(c, &keys.0, now, WINDOW, PER_USER)?;
+            let (_, ip_wait) = sessions::count_attempt(c, &keys.1, now, WINDOW, PER_IP)?;
+            Ok(user_wait.max(ip_wait))
+        })
+        .await;
+    match counted {
         Ok(Some(wait)) => {
             let mut res = message(
                 &state,
@@ -207,17 +214,7 @@ pub async fn login_submit(
     };
 
     let Some(user) = user else {
-        let keys = (user_key, ip_key);
-        if let Err(e) = state
-            .store
-            .run(move |c| {
-                sessions::record_failure(c, &keys.0, now, WINDOW, PER_USER)?;
-                sessions::record_failure(c, &keys.1, now, WINDOW, PER_IP)
-            })
-            .await
-        {
-            return unavailable(&state, e);
-        }
+        // Already counted above.
         tracing::info!(ip = %client_ip(&state, &req), "login failed");
         return render_login(
             &state,
@@ -234,9 +231,13 @@ pub async fn login_submit(
     if let Ok(Some((old, _, _))) = current_session(&state, &req).await {
         let _ = super::end_session(&state, &old).await;
     }
+    // The account's attempts are cleared; the address gets this one back.
     let _ = state
         .store
-        .run(move |c| sessions::clear(c, &user_key))
+        .run(move |c| {
+            sessions::clear(c, &user_key)?;
+            sessions::forgive(c, &ip_key, PER_IP)
+        })
         .await;
     let cookie = match super::start_session(&state, &user).await {
         Ok(c) => c,

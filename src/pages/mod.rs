@@ -238,12 +238,14 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
 /// `/\host`, a scheme) becomes `/` — the login page is no open redirector.
 pub fn safe_return_to(s: Option<&str>) -> String {
     match s {
+        // Visible ASCII only (a control character would break the Location header), and long
+        // enough for any authorization request the endpoint accepts.
         Some(p)
             if p.starts_with('/')
                 && !p.starts_with("//")
                 && !p.starts_with("/\\")
-                && p.len() <= 2048
-                && !p.contains(['\r', '\n']) =>
+                && p.len() <= 16 * 1024
+                && p.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
         {
             p.to_string()
         }
@@ -268,6 +270,8 @@ mod tests {
             "javascript:alert(1)",
             "evil",
             "/a\r\nSet-Cookie: x=1",
+            "/\u{1}",
+            "/a b",
         ] {
             assert_eq!(safe_return_to(Some(evil)), "/", "{evil:?}");
         }

@@ -56,6 +56,15 @@ pub struct Issued {
     pub access_exp: i64,
 }
 
+/// A refresh family to start with the redemption, in the same transaction as the claim, so
+/// that a racing replay always finds it to revoke.
+#[derive(Debug, Clone)]
+pub struct NewFamily {
+    pub family: FamilyRow,
+    pub token_hash: String,
+    pub idle_expires_at: i64,
+}
+
 #[derive(Debug)]
 pub enum Redemption {
     /// This call claimed the code.
@@ -74,12 +83,14 @@ pub fn insert_code(conn: &mut AnyConnection, row: &CodeRow) -> Result<(), StoreE
     Ok(())
 }
 
-/// Claims the code for this redemption, recording up front what it will issue.
+/// Claims the code for this redemption, recording up front what it will issue, and starts
+/// `family` (whose id must be `issued.family_id`) in the same transaction.
 pub fn redeem_code(
     conn: &mut AnyConnection,
     code_hash: &str,
     now: i64,
     issued: &Issued,
+    family: Option<&NewFamily>,
 ) -> Result<Redemption, StoreError> {
     conn.transaction(|c| {
         let claimed = diesel::update(
@@ -102,6 +113,9 @@ pub fn redeem_code(
             return Ok(Redemption::Invalid);
         };
         if claimed == 1 {
+            if let Some(new) = family {
+                insert_family(c, &new.family, &new.token_hash, new.idle_expires_at)?;
+            }
             return Ok(Redemption::Fresh(Box::new(row)));
         }
         if row.used_at.is_none() {
@@ -119,6 +133,26 @@ pub fn redeem_code(
     })
 }
 
+fn insert_family(
+    c: &mut AnyConnection,
+    family: &FamilyRow,
+    token_hash: &str,
+    idle_expires_at: i64,
+) -> Result<(), StoreError> {
+    diesel::insert_into(rf::refresh_families)
+        .values(family)
+        .execute(c)?;
+    diesel::insert_into(rt::refresh_tokens)
+        .values((
+            rt::token_hash.eq(token_hash),
+            rt::family_id.eq(&family.id),
+            rt::issued_at.eq(family.created_at),
+            rt::idle_expires_at.eq(idle_expires_at.min(family.expires_at)),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
 /// Starts a refresh family with its first token.
 pub fn start_family(
     conn: &mut AnyConnection,
@@ -126,20 +160,7 @@ pub fn start_family(
     token_hash: &str,
     idle_expires_at: i64,
 ) -> Result<(), StoreError> {
-    conn.transaction(|c| {
-        diesel::insert_into(rf::refresh_families)
-            .values(family)
-            .execute(c)?;
-        diesel::insert_into(rt::refresh_tokens)
-            .values((
-                rt::token_hash.eq(token_hash),
-                rt::family_id.eq(&family.id),
-                rt::issued_at.eq(family.created_at),
-                rt::idle_expires_at.eq(idle_expires_at.min(family.expires_at)),
-            ))
-            .execute(c)?;
-        Ok(())
-    })
+    conn.transaction(|c| insert_family(c, family, token_hash, idle_expires_at))
 }
 
 #[derive(Debug)]
@@ -192,6 +213,17 @@ pub fn rotate_refresh(
         }
         if idle_expires_at <= now {
             return Ok(Rotation::Invalid);
+        }
+        if within_grace {
+            // A retry of a lost response: the successor issued moments ago is retired, so the
+            // family keeps exactly one live token and reuse detection still holds.
+            diesel::update(
+                rt::refresh_tokens
+                    .filter(rt::family_id.eq(&family_id))
+                    .filter(rt::rotated_at.is_null()),
+            )
+            .set(rt::rotated_at.eq(now))
+            .execute(c)?;
         }
         diesel::insert_into(rt::refresh_tokens)
             .values((

@@ -62,56 +62,91 @@ pub fn blocked_for(
         .map(|until| until - now))
 }
 
-/// Counts a failure for `key` within a `window`; from `limit` failures on, blocks it for a
-/// time that doubles with every further failure (30 s, 60 s, … at most an hour).
-pub fn record_failure(
+/// Counts a login attempt for `key` *before* its password is checked, so that parallel
+/// guesses cannot all pass an earlier check. The increment is the transaction's first
+/// statement (`failures = failures + 1`: atomic on both databases). From `limit` attempts in
+/// `window` on, the key is blocked for a time that doubles with each further attempt (30 s,
+/// 60 s, … at most an hour). Returns the attempts counted, and the seconds to wait when this
+/// attempt is over the limit.
+pub fn count_attempt(
     conn: &mut AnyConnection,
     key: &str,
     now: i64,
     window: i64,
     limit: i32,
-) -> Result<(), StoreError> {
+) -> Result<(i32, Option<i64>), StoreError> {
     conn.transaction(|c| {
-        let rows: Vec<(i32, i64)> = t::login_throttle
-            .filter(t::throttle_key.eq(key))
-            .select((t::failures, t::window_start))
-            .load(c)?;
-        let (failures, window_start) = match rows.into_iter().next() {
-            Some((f, start)) if start + window > now => (f + 1, start),
-            _ => (1, now),
-        };
-        let blocked_until = (failures >= limit).then(|| {
-            let doublings = (failures - limit).min(7) as u32;
-            now + (30i64 << doublings).min(3600)
-        });
-        let updated = diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
-            .set((
-                t::failures.eq(failures),
-                t::window_start.eq(window_start),
-                t::blocked_until.eq(blocked_until),
-            ))
-            .execute(c)?;
-        if updated == 0 {
-            // A concurrent first failure may have inserted the row meanwhile: then count this
-            // one on it (an aborted INSERT would end the whole PostgreSQL transaction).
-            let values = (
-                t::throttle_key.eq(key),
-                t::failures.eq(failures),
-                t::window_start.eq(window_start),
-                t::blocked_until.eq(blocked_until),
-            );
-            let inserted = crate::on_backend!(c, |c| diesel::insert_into(t::login_throttle)
-                .values(values)
-                .on_conflict_do_nothing()
-                .execute(c))?;
-            if inserted == 0 {
-                diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
-                    .set(t::failures.eq(t::failures + 1))
-                    .execute(c)?;
+        let bumped = diesel::update(
+            t::login_throttle
+                .filter(t::throttle_key.eq(key))
+                .filter(t::window_start.gt(now - window)),
+        )
+        .set(t::failures.eq(t::failures + 1))
+        .execute(c)?;
+        if bumped == 0 {
+            // No row yet, or its window is over: a new window starts with this attempt.
+            let reset = diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
+                .set((
+                    t::failures.eq(1),
+                    t::window_start.eq(now),
+                    t::blocked_until.eq(None::<i64>),
+                ))
+                .execute(c)?;
+            if reset == 0 {
+                let values = (
+                    t::throttle_key.eq(key),
+                    t::failures.eq(1),
+                    t::window_start.eq(now),
+                    t::blocked_until.eq(None::<i64>),
+                );
+                let inserted = crate::on_backend!(c, |c| diesel::insert_into(t::login_throttle)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .execute(c))?;
+                if inserted == 0 {
+                    diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
+                        .set(t::failures.eq(t::failures + 1))
+                        .execute(c)?;
+                }
             }
         }
-        Ok(())
+        let rows: Vec<(i32, Option<i64>)> = t::login_throttle
+            .filter(t::throttle_key.eq(key))
+            .select((t::failures, t::blocked_until))
+            .load(c)?;
+        let (failures, blocked_until) = rows.into_iter().next().unwrap_or((1, None));
+        if failures < limit {
+            return Ok((failures, None));
+        }
+        let doublings = (failures - limit).min(7) as u32;
+        let until = now + (30i64 << doublings).min(3600);
+        diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
+            .set(t::blocked_until.eq(until))
+            .execute(c)?;
+        // The limit-th attempt itself is still checked; the ones after it wait.
+        let wait = (failures > limit).then(|| blocked_until.unwrap_or(until).max(until) - now);
+        Ok((failures, wait))
     })
+}
+
+/// Takes back one counted attempt (a successful login from an address), unblocking the key
+/// when it falls under `limit`.
+pub fn forgive(conn: &mut AnyConnection, key: &str, limit: i32) -> Result<(), StoreError> {
+    diesel::update(
+        t::login_throttle
+            .filter(t::throttle_key.eq(key))
+            .filter(t::failures.gt(0)),
+    )
+    .set(t::failures.eq(t::failures - 1))
+    .execute(conn)?;
+    diesel::update(
+        t::login_throttle
+            .filter(t::throttle_key.eq(key))
+            .filter(t::failures.lt(limit)),
+    )
+    .set(t::blocked_until.eq(None::<i64>))
+    .execute(conn)?;
+    Ok(())
 }
 
 pub fn clear(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {

@@ -86,7 +86,11 @@ enum KeysCommand {
         alg: Option<String>,
     },
     /// Stop a key signing now; it stays published until its last token has expired.
-    Retire { kid: String },
+    Retire {
+        /// A kid is base64url and may start with "-".
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -172,6 +172,15 @@ async fn bad_input_exits_non_zero_with_one_line() {
             vec!["keys".into(), "retire".into(), "nope".into()],
             "no signing key",
         ),
+        // Kids are base64url: one may start with "-" and is still a kid, not a flag.
+        (
+            vec![
+                "keys".into(),
+                "retire".into(),
+                "-MrXqrvSmkhxjs8YNrLsmSfcXH1NpLdyWXeZTIGXND0".into(),
+            ],
+            "no signing key",
+        ),
         (vec!["frobnicate".into()], "unrecognized subcommand"),
         (
             with(&[

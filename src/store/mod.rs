@@ -122,14 +122,15 @@ pub struct Store {
 
 impl Store {
     /// Opens the server's pool of `size` connections (creating the SQLite file and its
-    /// directory when needed).
+    /// directory when needed). It keeps no idle reserve: r2d2 tops a reserve up from background
+    /// threads, and a process that exits while one of them is inside libpq crashes in libpq's
+    /// teardown (seen in CI when a test dropped its PostgreSQL database and r2d2 kept
+    /// reconnecting). Connections are opened on demand and then kept while in use.
     pub fn open(url: &DatabaseUrl, size: u32) -> anyhow::Result<Store> {
-        Store::open_sized(url, size, 2.min(size))
+        Store::open_sized(url, size, 0)
     }
 
-    /// A pool for a one-shot command. r2d2 opens connections on background threads to keep
-    /// `min_idle` ready; a process that exits while one of them is inside libpq crashes in
-    /// libpq's teardown, so a command keeps none in reserve and connects only on demand.
+    /// A pool for a one-shot command: one connection, opened on demand.
     pub fn open_for_command(url: &DatabaseUrl) -> anyhow::Result<Store> {
         Store::open_sized(url, 1, 0)
     }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +21,12 @@ struct Chrome {
 
 impl Drop for Chrome {
     fn drop(&mut self) {
+        // chromedriver and the chromium it started share a process group of their own: end
+        // all of it, so no browser outlives the test.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(format!("-{}", self.driver.id()))
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -39,6 +46,7 @@ async fn chrome() -> Chrome {
         .port();
     let driver = Command::new(driver_bin)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -80,6 +80,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(telemetry::metrics))
         .configure(oauth::routes)
+        .configure(crate::api::routes)
         .configure(crate::pages::routes);
 }
 

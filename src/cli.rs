@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use crate::apikey::AllowedIps;
 use crate::config::Config;
 use crate::crypto::{self, random_base62, Purpose, Secrets};
 use crate::keys::Alg;
@@ -48,6 +49,42 @@ enum Command {
     /// Manage people who log in.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage an organization's API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Mint a key; prints it once.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// live or sandbox.
+        #[arg(long)]
+        env: String,
+        /// Comma- or space-separated: read, write, delete, admin, keys:manage,
+        /// clients:manage, users:manage, audit:read (all of them make an sk_ key).
+        #[arg(long)]
+        scopes: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Comma-separated CIDRs or addresses the key may be used from.
+        #[arg(long)]
+        allowed_ips: Option<String>,
+        /// A lifetime: 3600, 90m, 12h, 30d.
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[arg(long)]
+        rate_limit_per_minute: Option<i64>,
+    },
+    /// List an organization's keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a key at once, on every node.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +134,14 @@ enum KeysCommand {
 enum OrgCommand {
     /// Create an organization.
     Create { name: String },
+    /// Change an organization's settings.
+    Update {
+        org: String,
+        /// Comma-separated CIDRs or addresses every credential of the organization is held
+        /// to ("" allows every address).
+        #[arg(long)]
+        allowed_ips: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,8 +325,105 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
             let row = orgs::create(&mut conn, &name, store::now()).map_err(store_err)?;
             Ok(serde_json::to_value(orgs::OrgView::of(&row))?)
         }
+        Command::Org(OrgCommand::Update { org, allowed_ips }) => {
+            let allowed = AllowedIps::parse(allowed_ips.split(','))
+                .map_err(|e| anyhow!("--allowed-ips: {e}"))?;
+            let (store, _) = open(&config)?;
+            let mut conn = store.conn().map_err(store_err)?;
+            let found = orgs::find(&mut conn, &org).map_err(store_err)?;
+            let row = orgs::set_allowed_ips(&mut conn, &found.id, &allowed.to_stored())
+                .map_err(store_err)?
+                .ok_or_else(|| anyhow!("no organization {org:?}"))?;
+            Ok(serde_json::to_value(orgs::OrgView::of(&row))?)
+        }
         Command::Client(c) => client_command(*c, &config),
         Command::User(u) => user_command(u, &config),
+        Command::ApiKey(k) => api_key_command(k, &config),
+    }
+}
+
+fn api_key_command(command: ApiKeyCommand, config: &Config) -> anyhow::Result<Value> {
+    use crate::api::api_keys::{mint, view, view_with_secret, CreateKey, KeySpec};
+    let (store, secrets) = open(config)?;
+    let mut conn = store.conn().map_err(store_err)?;
+    let now = store::now();
+    match command {
+        ApiKeyCommand::Create {
+            org,
+            env,
+            scopes,
+            name,
+            allowed_ips,
+            expires_in,
+            rate_limit_per_minute,
+        } => {
+            let org = orgs::find(&mut conn, &org).map_err(store_err)?;
+            let expires_at = match expires_in {
+                Some(s) => {
+                    let d = crate::config::parse_duration(&s)
+                        .map_err(|e| anyhow!("--expires-in {s:?}: {e}"))?;
+                    Some(crate::rfc3339(now + d.as_secs().max(1) as i64))
+                }
+                None => None,
+            };
+            let body = CreateKey {
+                name: name.unwrap_or_else(|| "CLI key".into()),
+                environment: Some(env),
+                scopes: scopes
+                    .split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                allowed_ips: allowed_ips
+                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .unwrap_or_default(),
+                expires_at,
+                rate_limit_per_minute,
+                metadata: None,
+            };
+            let spec =
+                KeySpec::parse(body, crate::apikey::Environment::Live, now).map_err(|e| match e
+                    .field
+                {
+                    Some(f) => anyhow!("--{}: {}", f.replace('_', "-"), e.message),
+                    None => anyhow!("{}", e.message),
+                })?;
+            let (row, secret) = mint(
+                &secrets,
+                config.key_prefix.as_deref(),
+                &org.id,
+                &spec,
+                "cli",
+                now,
+            );
+            store::api_keys::insert(&mut conn, &row).map_err(store_err)?;
+            eprintln!("Copy the key now: it is shown only once.");
+            Ok(view_with_secret(&row, &secret))
+        }
+        ApiKeyCommand::List { org } => {
+            let org = orgs::find(&mut conn, &org).map_err(store_err)?;
+            let mut out = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store::api_keys::list(&mut conn, &org.id, false, after.as_deref(), 100)
+                    .map_err(store_err)?
+                    .unwrap_or_default();
+                let more = page.len() > 100;
+                out.extend(page.iter().take(100).map(view));
+                after = page.get(99).map(|r| r.id.clone());
+                if !more {
+                    break;
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        ApiKeyCommand::Revoke { id } => {
+            let row = store::api_keys::revoke_any(&mut conn, &id, now)
+                .map_err(store_err)?
+                .ok_or_else(|| anyhow!("no unrevoked API key {id:?}"))?;
+            eprintln!("Revoked: refused on every node from the next request.");
+            Ok(json!({"id": row.id, "object": "api_key", "deleted": true}))
+        }
     }
 }
 

@@ -194,6 +194,15 @@ impl Secrets {
         URL_SAFE_NO_PAD.encode(hmac::sign(self.keys[0].hmac(purpose), data).as_ref())
     }
 
+    /// The keyed hash of `data` under every configured secret, newest first: what a lookup by
+    /// hash searches for while a rotated-out secret still has hashes in the store.
+    pub fn hashes_all(&self, purpose: Purpose, data: &[u8]) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| URL_SAFE_NO_PAD.encode(hmac::sign(k.hmac(purpose), data).as_ref()))
+            .collect()
+    }
+
     /// Whether `stored` is the keyed hash of `data` under any configured secret (constant time).
     pub fn verify_hash(&self, purpose: Purpose, data: &[u8], stored: &str) -> bool {
         let Ok(tag) = URL_SAFE_NO_PAD.decode(stored) else {

@@ -1,6 +1,8 @@
 //! Latchkey: an OAuth 2.0 / OpenID Connect authorization server and API-key service in one
 //! binary. See ARCHITECTURE.md for the map; `cli::main` is where the binary starts.
 
+pub mod api;
+pub mod apikey;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -48,6 +48,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pub tokens_issued: IntCounterVec,
+    /// Store lookups of API keys: a key refused for its shape or checksum costs none.
+    pub api_key_lookups: prometheus::IntCounter,
 }
 
 impl Default for Metrics {
@@ -86,10 +88,16 @@ impl Metrics {
             &["grant"],
         )
         .expect("valid metric");
+        let api_key_lookups = prometheus::IntCounter::new(
+            "latchkey_api_key_lookups_total",
+            "API keys looked up in the store (malformed keys are refused without one)",
+        )
+        .expect("valid metric");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(tokens_issued.clone()),
+            Box::new(api_key_lookups.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -98,6 +106,7 @@ impl Metrics {
             requests,
             latency,
             tokens_issued,
+            api_key_lookups,
         }
     }
 
@@ -106,6 +115,19 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+tokio::task_local! {
+    /// The id of the request being handled: the handler runs inside `observe`'s future, so
+    /// error renderers that never see the request (the `/v1` envelope) can still name it.
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The current request's id (`req_…`), or an empty string outside a request.
+pub fn current_request_id() -> String {
+    CURRENT_REQUEST_ID
+        .try_with(String::clone)
+        .unwrap_or_default()
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -126,7 +148,9 @@ pub async fn observe(
     let span =
         tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
     let metrics = req.app_data::<web::Data<AppState>>().cloned();
-    let result = next.call(req).instrument(span.clone()).await;
+    let result = CURRENT_REQUEST_ID
+        .scope(id.clone(), next.call(req).instrument(span.clone()))
+        .await;
     let mut res = result?;
     let route = res
         .request()

@@ -10,8 +10,9 @@ use super::access_token;
 use super::client_auth::Presented;
 use super::form::Form;
 use super::{no_store, OAuthError};
+use crate::apikey::{self, Scopes};
 use crate::app::AppState;
-use crate::store::clients;
+use crate::store::{self, clients};
 
 pub async fn introspect(
     state: web::Data<AppState>,
@@ -21,6 +22,11 @@ pub async fn introspect(
     let form = Form::read(&req, payload).await?;
     let presented = Presented::from_request(&req, &form)?;
     let token = form.require("token")?;
+
+    // An API key (SPEC §4): the same endpoint answers for it, in the caller's organization.
+    if let Some(key) = crate::apikey::parse(token) {
+        return introspect_api_key(&state, &form, presented, key).await;
+    }
 
     // Signature checks need no I/O; done first, so that the client and the revocation
     // state come back in one database round trip.
@@ -58,6 +64,78 @@ pub async fn introspect(
             // RFC 7662 §2.2: scope is a string; a token without one has no member.
             if let Some(scope) = claims.scope {
                 body["scope"] = json!(scope);
+            }
+            body
+        }
+        _ => json!({ "active": false }),
+    };
+    let mut res = HttpResponse::Ok();
+    no_store(&mut res);
+    Ok(res.json(body))
+}
+
+/// Introspection of an API key: active when the key is live, of the caller's organization,
+/// and — when the resource server passes the caller's `client_ip` — allowed from that
+/// address by the key's and the organization's allowlists. One blocking call reads the
+/// client and the key (indexed reads only) and writes nothing.
+async fn introspect_api_key(
+    state: &web::Data<AppState>,
+    form: &Form,
+    presented: super::client_auth::Presented,
+    key: apikey::WellFormed<'_>,
+) -> Result<HttpResponse, OAuthError> {
+    let client_ip = match form.get("client_ip") {
+        Some(s) => Some(
+            s.parse::<std::net::IpAddr>()
+                .map_err(|_| OAuthError::invalid_request("client_ip is not an IP address"))?,
+        ),
+        None => None,
+    };
+    let hashes = state.secrets.hashes_all(
+        crate::crypto::Purpose::StoredSecret,
+        &apikey::hash_input(key.raw),
+    );
+    state.metrics.api_key_lookups.inc();
+    let id = presented.client_id().to_string();
+    let (client, found) = state
+        .store
+        .run(move |c| {
+            let client = clients::find(c, &id)?;
+            let found = store::api_keys::find_by_hash(c, &hashes)?;
+            Ok((client, found))
+        })
+        .await?;
+    let client = presented.verify(state, client).await?;
+    if client.public {
+        return Err(OAuthError::invalid_client(
+            "introspection is for confidential clients",
+        ));
+    }
+    let now = store::now();
+    let body = match found {
+        Some((row, org_ips))
+            if row.org_id == client.org_id
+                && row.is_live(now)
+                && row.environment == key.environment.as_str()
+                && client_ip.is_none_or(|ip| {
+                    apikey::stored_list_allows(&org_ips, Some(ip))
+                        && apikey::stored_list_allows(&row.allowed_ips, Some(ip))
+                }) =>
+        {
+            crate::api::auth::touch_later(state, &row, now);
+            let mut body = json!({
+                "active": true,
+                "token_type": "api_key",
+                "scope": Scopes::from_stored(&row.scopes).to_stored(),
+                "org_id": row.org_id,
+                "environment": row.environment,
+                "key_id": row.id,
+                "iat": row.created_at,
+                "metadata": serde_json::from_str::<serde_json::Value>(&row.metadata)
+                    .unwrap_or_else(|_| json!({})),
+            });
+            if let Some(exp) = row.expires_at {
+                body["exp"] = json!(exp);
             }
             body
         }

@@ -205,9 +205,12 @@ pub async fn end_session(state: &AppState, raw: &str) -> Result<(), store::Store
 /// The client's address: the connection's peer, or the first untrusted hop of
 /// `X-Forwarded-For` when the peer is one of `LATCHKEY_TRUSTED_PROXIES`.
 pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
-    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
-        return "unknown".into();
-    };
+    client_addr(state, req).map_or_else(|| "unknown".into(), |ip| ip.to_string())
+}
+
+/// `client_ip` as an address (`None` only when the connection has no peer address).
+pub fn client_addr(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip())?;
     let trusted = |ip: &std::net::IpAddr| {
         state
             .config
@@ -216,7 +219,7 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
             .any(|net| net.contains(ip))
     };
     if !trusted(&peer) {
-        return peer.to_string();
+        return Some(peer);
     }
     let forwarded = req
         .headers()
@@ -227,11 +230,11 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
     for hop in forwarded.rsplit(',').map(str::trim) {
         match hop.parse::<std::net::IpAddr>() {
             Ok(ip) if trusted(&ip) => continue,
-            Ok(ip) => return ip.to_string(),
+            Ok(ip) => return Some(ip),
             Err(_) => break,
         }
     }
-    peer.to_string()
+    Some(peer)
 }
 
 /// A same-site path to go back to after login; anything else (another host, `//host`,

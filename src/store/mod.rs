@@ -5,6 +5,7 @@
 //! change is one transaction. Rows owned by an organization are always read with the caller's
 //! organization in the filter.
 
+pub mod api_keys;
 pub mod clients;
 pub mod grants;
 pub mod keys;

@@ -77,3 +77,26 @@ pub fn find(conn: &mut AnyConnection, id_or_name: &str) -> Result<OrgRow, StoreE
         .optional()?
         .ok_or_else(|| StoreError::Invalid(format!("no organization {id_or_name:?}")))
 }
+
+/// An organization by id (`None` when it does not exist).
+pub fn find_by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<OrgRow>, StoreError> {
+    let rows: Vec<OrgRow> = crate::on_backend!(conn, |conn| o::organizations
+        .filter(o::id.eq(id))
+        .select(OrgRow::as_select())
+        .load(conn))?;
+    Ok(rows.into_iter().next())
+}
+
+/// Replaces an organization's allowlist (stored comma-separated); returns the updated row.
+pub fn set_allowed_ips(
+    conn: &mut AnyConnection,
+    id: &str,
+    allowed_ips: &str,
+) -> Result<Option<OrgRow>, StoreError> {
+    conn.transaction(|c| {
+        diesel::update(o::organizations.filter(o::id.eq(id)))
+            .set(o::allowed_ips.eq(allowed_ips))
+            .execute(c)?;
+        find_by_id(c, id)
+    })
+}

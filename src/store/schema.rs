@@ -157,6 +157,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        org_id -> Text,
+        name -> Text,
+        key_prefix -> Text,
+        key_hash -> Text,
+        environment -> Text,
+        scopes -> Text,
+        allowed_ips -> Text,
+        metadata -> Text,
+        rate_limit_per_minute -> Nullable<Integer>,
+        expires_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        created_seq -> BigInt,
+        created_by -> Text,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        rotated_to -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(api_keys -> organizations (org_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(clients -> organizations (org_id));
@@ -174,5 +197,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     sessions,
     login_throttle,
-    consents
+    consents,
+    api_keys
 );

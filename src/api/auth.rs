@@ -1,0 +1,254 @@
+//! Bearer authentication of `/v1` (SPEC §4): an API key, or a Latchkey access token whose
+//! `aud` holds `{issuer}/v1`. The result is a `Caller`: the organization it acts for, the
+//! scopes it holds, its environment, and what it is (for audit and `created_by`).
+//!
+//! Nothing here is cached: a revoked key or token is refused on every node at the next
+//! request. A key that does not have the shape and checksum of a key is refused before any
+//! lookup (the `latchkey_api_key_lookups_total` metric counts the lookups). Verifying a key
+//! reads one row (joined with its organization's allowlist) and writes nothing, but
+//! `last_used_at` once a minute at most.
+
+use std::net::IpAddr;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use super::ApiError;
+use crate::apikey::{self, Environment, Scopes};
+use crate::app::AppState;
+use crate::crypto::Purpose;
+use crate::oauth::access_token;
+use crate::store::{self, api_keys::ApiKeyRow};
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub org_id: String,
+    pub scopes: Scopes,
+    pub environment: Environment,
+    pub credential: Credential,
+}
+
+#[derive(Debug, Clone)]
+pub enum Credential {
+    ApiKey {
+        id: String,
+    },
+    /// A person's token (`sub` is a user id) or a service's (`sub` is the client id).
+    AccessToken {
+        sub: String,
+        client_id: String,
+    },
+}
+
+impl Caller {
+    /// What the audit log and `created_by` name: `key_…`, `user:…` or `client:…`.
+    pub fn actor(&self) -> String {
+        match &self.credential {
+            Credential::ApiKey { id } => id.clone(),
+            Credential::AccessToken { sub, client_id } if sub == client_id => {
+                format!("client:{client_id}")
+            }
+            Credential::AccessToken { sub, .. } => format!("user:{sub}"),
+        }
+    }
+
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::insufficient_scope(scope))
+        }
+    }
+
+    /// Sandbox credentials manage sandbox keys only (SPEC §4).
+    pub fn require_live(&self, what: &str) -> Result<(), ApiError> {
+        match self.environment {
+            Environment::Live => Ok(()),
+            Environment::Sandbox => Err(ApiError::environment_forbidden(format!(
+                "a sandbox credential cannot use {what}"
+            ))),
+        }
+    }
+}
+
+/// Scopes a person who is not an admin of the organization never holds at `/v1`, whatever
+/// the client asked for (SPEC §4).
+fn admin_only() -> Scopes {
+    Scopes::parse([
+        "admin",
+        "keys:manage",
+        "clients:manage",
+        "users:manage",
+        "audit:read",
+    ])
+    .expect("known scopes")
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(ApiError::unavailable)?;
+            authenticate(&state, &req).await
+        })
+    }
+}
+
+/// The bearer credential of the `Authorization` header (RFC 6750 §2.1; never the query).
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "No API key provided: send Authorization: Bearer <api key>",
+        ));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Invalid API key provided"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err(ApiError::unauthorized(
+            "The Authorization header must be Bearer <api key>",
+        )),
+    }
+}
+
+pub async fn authenticate(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Result<Caller, ApiError> {
+    let token = bearer(req)?;
+    let ip = crate::pages::client_addr(state, req);
+    if let Some(key) = apikey::parse(token) {
+        let (row, org_ips) = verify_key(state, key)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("Invalid API key provided"))?;
+        let now = store::now();
+        if row.revoked_at.is_some() {
+            return Err(ApiError::unauthorized("This API key has been revoked"));
+        }
+        if !row.is_live(now) {
+            return Err(ApiError::unauthorized("This API key has expired"));
+        }
+        if !apikey::stored_list_allows(&org_ips, ip)
+            || !apikey::stored_list_allows(&row.allowed_ips, ip)
+        {
+            return Err(ApiError::ip_not_allowed());
+        }
+        touch_later(state, &row, now);
+        return Ok(Caller {
+            org_id: row.org_id,
+            scopes: Scopes::from_stored(&row.scopes),
+            environment: key.environment,
+            credential: Credential::ApiKey { id: row.id },
+        });
+    }
+    if token.matches('.').count() == 2 {
+        return verify_access_token(state, token, ip).await;
+    }
+    Err(ApiError::unauthorized("Invalid API key provided"))
+}
+
+/// Finds a well-formed key by its keyed hash (under each configured instance secret), with
+/// its organization's allowlist. One indexed read.
+pub async fn verify_key(
+    state: &web::Data<AppState>,
+    key: apikey::WellFormed<'_>,
+) -> Result<Option<(ApiKeyRow, String)>, ApiError> {
+    let hashes = state
+        .secrets
+        .hashes_all(Purpose::StoredSecret, &apikey::hash_input(key.raw));
+    state.metrics.api_key_lookups.inc();
+    let found = state
+        .store
+        .run(move |c| store::api_keys::find_by_hash(c, &hashes))
+        .await?;
+    // The environment is part of the key string, which the hash covers; a mismatch means a
+    // corrupt row, which must not authenticate.
+    Ok(found.filter(|(row, _)| row.environment == key.environment.as_str()))
+}
+
+/// Records `last_used_at` in the background when the stored one is over a minute old: at
+/// most one write a minute per key, off the request's path.
+pub fn touch_later(state: &web::Data<AppState>, row: &ApiKeyRow, now: i64) {
+    if row.last_used_at.is_some_and(|t| t > now - 60) {
+        return;
+    }
+    let state = state.clone();
+    let id = row.id.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = state
+            .store
+            .run(move |c| store::api_keys::touch(c, &id, now))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record an API key's last use");
+        }
+    });
+}
+
+async fn verify_access_token(
+    state: &web::Data<AppState>,
+    token: &str,
+    ip: Option<IpAddr>,
+) -> Result<Caller, ApiError> {
+    let invalid = || ApiError::unauthorized("Invalid access token provided");
+    let keys = state.keys.snapshot();
+    let (claims, _) =
+        access_token::verify(&keys, token, &state.config.issuer).ok_or_else(invalid)?;
+    let audience = format!("{}/v1", state.config.issuer);
+    if !claims.aud.contains(&audience) {
+        return Err(ApiError::unauthorized(format!(
+            "This access token is not for this API: its aud must contain {audience}"
+        )));
+    }
+    let person = (claims.sub != claims.client_id).then(|| claims.sub.clone());
+    let (jti, org_id) = (claims.jti.clone(), claims.org_id.clone());
+    let (revoked, org_ips, admin) = state
+        .store
+        .run(move |c| {
+            let revoked = store::tokens::is_revoked_jti(c, &jti)?;
+            let org = store::orgs::find_by_id(c, &org_id)?;
+            let admin = match &person {
+                Some(user) => store::users::find_in_org(c, &org_id, user)?.map(|u| u.is_admin != 0),
+                None => Some(true),
+            };
+            Ok((revoked, org.map(|o| o.allowed_ips), admin))
+        })
+        .await?;
+    // A deleted organization or person holds nothing.
+    let (Some(org_ips), Some(admin)) = (org_ips, admin) else {
+        return Err(invalid());
+    };
+    if revoked {
+        return Err(ApiError::unauthorized("This access token has been revoked"));
+    }
+    if !apikey::stored_list_allows(&org_ips, ip) {
+        return Err(ApiError::ip_not_allowed());
+    }
+    let mut scopes = Scopes::from_claim(claims.scope.as_deref().unwrap_or(""));
+    if !admin {
+        scopes = scopes.without(admin_only());
+    }
+    Ok(Caller {
+        org_id: claims.org_id,
+        scopes,
+        environment: Environment::Live,
+        credential: Credential::AccessToken {
+            sub: claims.sub,
+            client_id: claims.client_id,
+        },
+    })
+}

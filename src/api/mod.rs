@@ -1,0 +1,308 @@
+//! The management API (`/v1`, SPEC §4): what every route shares — the error envelope,
+//! bearer authentication (`auth`), JSON bodies and paginated lists — and the routes.
+//!
+//! Every error is `{"error", "message", "request_id"}` (plus `field` for a 400 naming the
+//! input at fault), rendered in one place (`ApiError`). The request id is the one the
+//! telemetry middleware gave the request (`X-Request-Id`).
+
+pub mod api_keys;
+pub mod auth;
+pub mod organization;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::store::StoreError;
+use crate::telemetry;
+
+/// Largest `/v1` request body (as at the OAuth endpoints).
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+    }
+    pub fn insufficient_scope(scope: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("this route needs the {scope} scope, which the credential does not hold"),
+        )
+    }
+    pub fn scope_grant_forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "scope_grant_forbidden", m)
+    }
+    pub fn environment_forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "environment_forbidden", m)
+    }
+    pub fn ip_not_allowed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            "requests from this IP address are not allowed for this credential",
+        )
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such {what}"),
+        )
+    }
+    pub fn invalid(field: &str, m: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.to_string()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_request", m)
+        }
+    }
+    pub fn invalid_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", m)
+    }
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", m)
+    }
+    pub fn unavailable() -> Self {
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the server cannot reach its database; retry shortly",
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(m) => ApiError::invalid_request(m),
+            StoreError::Conflict(m) => ApiError::conflict(m),
+            e => {
+                tracing::error!(error = %e, "store failure");
+                ApiError::unavailable()
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({
+            "error": self.code,
+            "message": self.message,
+            "request_id": telemetry::current_request_id(),
+        });
+        if let Some(field) = &self.field {
+            body["field"] = json!(field);
+        }
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: a 401 names the scheme.
+            res.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"latchkey\""),
+            ));
+        }
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(body)
+    }
+}
+
+/// Reads a JSON body of at most 64 KiB into `T` (whose unknown fields are refused). An empty
+/// body reads as `{}`. Errors name the field at fault.
+pub async fn json_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<T, ApiError> {
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::invalid_request(
+                "the body must be JSON (Content-Type: application/json)",
+            ));
+        }
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the body is over 64 KiB",
+        )
+    };
+    if req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY)
+    {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::invalid_request("the body could not be read"))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &body
+    };
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::invalid_request(format!("the body is not valid JSON: {inner}"));
+        }
+        let message = inner.to_string();
+        // An unknown field is reported at its parent's path; name the field itself.
+        let field = match message.strip_prefix("unknown field `") {
+            Some(rest) => rest.split('`').next().unwrap_or("").to_string(),
+            None if path == "." => String::new(),
+            None => path,
+        };
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
+        if field.is_empty() {
+            ApiError::invalid_request(message)
+        } else {
+            ApiError::invalid(&field, message)
+        }
+    })
+}
+
+/// `?limit=&starting_after=` of a list (SPEC §4): limit 1–100, default 10.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    pub limit: Option<String>,
+    pub starting_after: Option<String>,
+}
+
+impl Page {
+    pub fn from_request(req: &HttpRequest) -> Result<(i64, Option<String>), ApiError> {
+        let page = web::Query::<Page>::from_query(req.query_string())
+            .map_err(|e| ApiError::invalid_request(format!("query string: {e}")))?
+            .into_inner();
+        let limit = match page.limit.as_deref() {
+            None => 10,
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => return Err(ApiError::invalid("limit", "limit must be 1 to 100")),
+            },
+        };
+        Ok((limit, page.starting_after))
+    }
+}
+
+/// `{"data": [...], "has_more": bool}` from up to `limit + 1` rows.
+pub fn list_response<T>(mut rows: Vec<T>, limit: i64, view: impl Fn(&T) -> Value) -> HttpResponse {
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    ok_no_store(
+        StatusCode::OK,
+        json!({ "data": rows.iter().map(view).collect::<Vec<_>>(), "has_more": has_more }),
+    )
+}
+
+/// A JSON response that no cache keeps (it may hold a secret shown once).
+pub fn ok_no_store(status: StatusCode, body: Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(body)
+}
+
+async fn authtest(_caller: auth::Caller) -> HttpResponse {
+    ok_no_store(StatusCode::OK, json!({"msg": "Auth successful"}))
+}
+
+async fn no_such_route() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("route"))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        "this route does not take that method",
+    ))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .service(
+                web::resource("/utils/authtest")
+                    .route(web::get().to(authtest))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api-keys")
+                    .route(web::post().to(api_keys::create))
+                    .route(web::get().to(api_keys::list))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api-keys/{id}")
+                    .route(web::get().to(api_keys::get))
+                    .route(web::delete().to(api_keys::delete))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/api-keys/{id}/rotate")
+                    .route(web::post().to(api_keys::rotate))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/organization")
+                    .route(web::get().to(organization::get))
+                    .route(web::patch().to(organization::update))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .default_service(web::to(no_such_route)),
+    );
+}

@@ -1,0 +1,217 @@
+//! API-key rows. The hot path (`find_by_hash`) is one indexed read joined with the key's
+//! organization (for its allowlist), and never writes; `touch` writes `last_used_at` at most
+//! once a minute per key, conditionally, so nodes need no shared memory to agree on it.
+
+use diesel::prelude::*;
+
+use super::schema::{api_keys::dsl as k, organizations::dsl as o};
+use super::{AnyConnection, StoreError};
+
+#[derive(Debug, Clone, Queryable, Insertable, Selectable)]
+#[diesel(table_name = super::schema::api_keys)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub key_prefix: String,
+    pub key_hash: String,
+    pub environment: String,
+    pub scopes: String,
+    pub allowed_ips: String,
+    pub metadata: String,
+    pub rate_limit_per_minute: Option<i32>,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    /// Creation order (microseconds since the epoch).
+    pub created_seq: i64,
+    pub created_by: String,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub rotated_to: Option<String>,
+}
+
+impl ApiKeyRow {
+    /// Whether the key authenticates at `now`: not revoked, not past its expiry (which, for a
+    /// rotated key, is the end of its grace period).
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// The key whose keyed hash is one of `hashes` (one per configured instance secret), with its
+/// organization's allowlist. Revoked and expired keys are returned too: the caller decides.
+pub fn find_by_hash(
+    conn: &mut AnyConnection,
+    hashes: &[String],
+) -> Result<Option<(ApiKeyRow, String)>, StoreError> {
+    for hash in hashes {
+        let rows: Vec<(ApiKeyRow, String)> = crate::on_backend!(conn, |conn| k::api_keys
+            .inner_join(o::organizations)
+            .filter(k::key_hash.eq(hash))
+            .select((ApiKeyRow::as_select(), o::allowed_ips))
+            .load(conn))?;
+        if let Some(found) = rows.into_iter().next() {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// Records a use at `now` unless one was recorded within the last minute (by any node).
+pub fn touch(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), StoreError> {
+    diesel::update(
+        k::api_keys
+            .filter(k::id.eq(id))
+            .filter(k::last_used_at.is_null().or(k::last_used_at.le(now - 60))),
+    )
+    .set(k::last_used_at.eq(now))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn insert(conn: &mut AnyConnection, row: &ApiKeyRow) -> Result<(), StoreError> {
+    diesel::insert_into(k::api_keys).values(row).execute(conn)?;
+    Ok(())
+}
+
+/// A key of `org_id` that is not revoked (another organization's key is not found).
+pub fn get(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+) -> Result<Option<ApiKeyRow>, StoreError> {
+    Ok(k::api_keys
+        .filter(k::id.eq(id))
+        .filter(k::org_id.eq(org_id))
+        .filter(k::revoked_at.is_null())
+        .select(ApiKeyRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .next())
+}
+
+/// One page of an organization's unrevoked keys in creation order, after `starting_after`
+/// (a key id of this organization; `Ok(None)` when it is not one). Fetches `limit + 1` rows so
+/// the caller can tell whether there are more.
+pub fn list(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    sandbox_only: bool,
+    starting_after: Option<&str>,
+    limit: i64,
+) -> Result<Option<Vec<ApiKeyRow>>, StoreError> {
+    let mut query = k::api_keys
+        .filter(k::org_id.eq(org_id))
+        .filter(k::revoked_at.is_null())
+        .into_boxed();
+    if sandbox_only {
+        query = query.filter(k::environment.eq("sandbox"));
+    }
+    if let Some(after) = starting_after {
+        let Some(cursor) = k::api_keys
+            .filter(k::id.eq(after))
+            .filter(k::org_id.eq(org_id))
+            .select((k::created_seq, k::id))
+            .load::<(i64, String)>(conn)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        query = query.filter(
+            k::created_seq
+                .gt(cursor.0)
+                .or(k::created_seq.eq(cursor.0).and(k::id.gt(cursor.1))),
+        );
+    }
+    Ok(Some(
+        query
+            .order((k::created_seq.asc(), k::id.asc()))
+            .limit(limit + 1)
+            .select(ApiKeyRow::as_select())
+            .load(conn)?,
+    ))
+}
+
+/// Revokes a key of `org_id`; `false` when there is no such unrevoked key.
+pub fn revoke(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        k::api_keys
+            .filter(k::id.eq(id))
+            .filter(k::org_id.eq(org_id))
+            .filter(k::revoked_at.is_null()),
+    )
+    .set(k::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Rotation in one transaction: the old key (still unrevoked, not yet rotated) points at its
+/// successor and expires at `grace_until` (or sooner, if it already would); the successor is
+/// inserted. `false` when the old key was rotated or revoked meanwhile.
+pub fn rotate(
+    conn: &mut AnyConnection,
+    old: &ApiKeyRow,
+    successor: &ApiKeyRow,
+    grace_until: i64,
+) -> Result<bool, StoreError> {
+    conn.transaction(|c| {
+        let expires = old.expires_at.map_or(grace_until, |e| e.min(grace_until));
+        let n = diesel::update(
+            k::api_keys
+                .filter(k::id.eq(&old.id))
+                .filter(k::org_id.eq(&old.org_id))
+                .filter(k::revoked_at.is_null())
+                .filter(k::rotated_to.is_null()),
+        )
+        .set((k::rotated_to.eq(&successor.id), k::expires_at.eq(expires)))
+        .execute(c)?;
+        if n != 1 {
+            return Ok(false);
+        }
+        diesel::insert_into(k::api_keys)
+            .values(successor)
+            .execute(c)?;
+        Ok(true)
+    })
+}
+
+/// Revokes a key by id whatever its organization (the CLI's `api-key revoke`, run by an
+/// operator of the whole server).
+pub fn revoke_any(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: i64,
+) -> Result<Option<ApiKeyRow>, StoreError> {
+    conn.transaction(|c| {
+        let n = diesel::update(
+            k::api_keys
+                .filter(k::id.eq(id))
+                .filter(k::revoked_at.is_null()),
+        )
+        .set(k::revoked_at.eq(now))
+        .execute(c)?;
+        if n != 1 {
+            return Ok(None);
+        }
+        Ok(k::api_keys
+            .filter(k::id.eq(id))
+            .select(ApiKeyRow::as_select())
+            .load(c)?
+            .into_iter()
+            .next())
+    })
+}
+
+/// Microseconds since the epoch: the creation order of keys made within one second.
+pub fn seq_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,1108 @@
+//! API keys over real HTTP: the key format, the `/v1/api-keys` routes, the rules of SPEC §4
+//! tried from the attacker's side, and verification at `/oauth2/introspect`.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A `/v1` call: (status, headers, JSON body).
+async fn v1(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = http().request(method.parse().unwrap(), server.url(path));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+    (status, headers, body)
+}
+
+/// Asserts the SPEC §4 error envelope with `code`, its `request_id` equal to `X-Request-Id`.
+fn assert_error(
+    got: &(u16, reqwest::header::HeaderMap, Value),
+    status: u16,
+    code: &str,
+    context: &str,
+) {
+    let (s, headers, body) = got;
+    assert_eq!(*s, status, "{context}: {body}");
+    assert_eq!(body["error"], code, "{context}: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{context}: {body}"
+    );
+    let rid = headers["x-request-id"].to_str().unwrap();
+    assert!(rid.starts_with("req_"), "{context}");
+    assert_eq!(
+        body["request_id"], rid,
+        "{context}: the envelope names the request"
+    );
+}
+
+/// A key minted with the CLI: (id, key).
+fn cli_key(
+    server: &TestServer,
+    org: &str,
+    env: &str,
+    scopes: &str,
+    extra: &[&str],
+) -> (String, String) {
+    let mut args = vec![
+        "api-key", "create", "--org", org, "--env", env, "--scopes", scopes,
+    ];
+    args.extend_from_slice(extra);
+    let k = server.cli_json(&args);
+    (
+        k["id"].as_str().unwrap().to_string(),
+        k["api_key"].as_str().unwrap().to_string(),
+    )
+}
+
+const ALL: &str = "read,write,delete,admin,keys:manage,clients:manage,users:manage,audit:read";
+
+fn lookups(server: &TestServer) -> u64 {
+    server
+        .state
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("latchkey_api_key_lookups_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[actix_web::test]
+async fn an_organization_mints_uses_lists_rotates_and_revokes_keys() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let (root_id, root) = cli_key(&server, "acme", "live", ALL, &["--name", "root"]);
+    assert!(
+        root.starts_with("sk_live_"),
+        "every scope makes an sk_ key: {root}"
+    );
+    assert_eq!(root.len(), "sk_live_".len() + 43 + 6);
+
+    let ok = v1(&server, "GET", "/v1/utils/authtest", Some(&root), None).await;
+    assert_eq!(ok.0, 200);
+    assert_eq!(ok.2, json!({"msg": "Auth successful"}));
+    assert!(ok.1["x-request-id"].to_str().unwrap().starts_with("req_"));
+
+    // Create a restricted key over the API: shown once, with every documented field.
+    let created = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&root),
+        Some(json!({
+            "name": "reporting",
+            "environment": "live",
+            "scopes": ["read"],
+            "allowed_ips": ["127.0.0.1", "10.0.0.0/8"],
+            "expires_at": "2099-01-01T00:00:00Z",
+            "metadata": {"team": "data"},
+        })),
+    )
+    .await;
+    assert_eq!(created.0, 201, "{}", created.2);
+    let key = created.2["api_key"].as_str().unwrap().to_string();
+    let id = created.2["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("rk_live_"), "{key}");
+    assert!(key.starts_with(created.2["key_prefix"].as_str().unwrap()));
+    assert_eq!(created.2["scopes"], json!(["read"]));
+    assert_eq!(
+        created.2["allowed_ips"],
+        json!(["127.0.0.1/32", "10.0.0.0/8"])
+    );
+    assert_eq!(created.2["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(created.2["metadata"], json!({"team": "data"}));
+    assert_eq!(created.2["environment"], "live");
+    assert_eq!(created.1["cache-control"], "no-store");
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&key), None)
+            .await
+            .0,
+        200
+    );
+
+    // Lists never show a key again; pages follow creation order.
+    let list = v1(&server, "GET", "/v1/api-keys?limit=1", Some(&root), None).await;
+    assert_eq!(list.0, 200);
+    assert_eq!(list.2["has_more"], true);
+    assert_eq!(list.2["data"][0]["id"], root_id.as_str());
+    let next = v1(
+        &server,
+        "GET",
+        &format!("/v1/api-keys?limit=1&starting_after={root_id}"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(next.2["data"][0]["id"], id.as_str());
+    assert_eq!(next.2["has_more"], false);
+    for body in [&list.2, &next.2] {
+        let text = body.to_string();
+        assert!(!text.contains("\"api_key\":"), "no key in a list: {text}");
+        assert!(!text.contains(&root) && !text.contains(&key), "{text}");
+    }
+    let got = v1(
+        &server,
+        "GET",
+        &format!("/v1/api-keys/{id}"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(got.0, 200);
+    assert_eq!(got.2["name"], "reporting");
+    assert!(got.2.get("api_key").is_none());
+
+    // last_used_at is recorded (coarsely, in the background).
+    let mut used = Value::Null;
+    for _ in 0..50 {
+        used = v1(
+            &server,
+            "GET",
+            &format!("/v1/api-keys/{id}"),
+            Some(&root),
+            None,
+        )
+        .await
+        .2;
+        if used["last_used_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(used["last_used_at"].is_string(), "{used}");
+
+    // Rotation without grace: the new key works, the old one is refused at once.
+    let rotated = v1(
+        &server,
+        "POST",
+        &format!("/v1/api-keys/{id}/rotate"),
+        Some(&root),
+        Some(json!({"grace_period_seconds": 0})),
+    )
+    .await;
+    assert_eq!(rotated.0, 201, "{}", rotated.2);
+    let successor = rotated.2["api_key"].as_str().unwrap().to_string();
+    assert_ne!(successor, key);
+    assert_eq!(rotated.2["scopes"], json!(["read"]));
+    assert_eq!(rotated.2["metadata"], json!({"team": "data"}));
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&successor), None)
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &v1(&server, "GET", "/v1/utils/authtest", Some(&key), None).await,
+        401,
+        "unauthorized",
+        "a key rotated without grace",
+    );
+    assert_error(
+        &v1(
+            &server,
+            "POST",
+            &format!("/v1/api-keys/{id}/rotate"),
+            Some(&root),
+            None,
+        )
+        .await,
+        409,
+        "conflict",
+        "a rotated key is not rotated twice",
+    );
+
+    // Revocation is immediate.
+    let successor_id = rotated.2["id"].as_str().unwrap();
+    let deleted = v1(
+        &server,
+        "DELETE",
+        &format!("/v1/api-keys/{successor_id}"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.0, 200);
+    assert_eq!(deleted.2["deleted"], true);
+    assert_error(
+        &v1(&server, "GET", "/v1/utils/authtest", Some(&successor), None).await,
+        401,
+        "unauthorized",
+        "a revoked key",
+    );
+    assert_error(
+        &v1(
+            &server,
+            "GET",
+            &format!("/v1/api-keys/{successor_id}"),
+            Some(&root),
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+        "a revoked key is gone from the API",
+    );
+
+    // The CLI lists and revokes too.
+    let listed = server.cli_json(&["api-key", "list", "--org", &org]);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["id"] == root_id.as_str()));
+    assert!(
+        !listed.to_string().contains(&root),
+        "the CLI list never shows a key"
+    );
+    server.cli_json(&["api-key", "revoke", &root_id]);
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&root), None)
+            .await
+            .0,
+        401
+    );
+}
+
+#[actix_web::test]
+async fn a_rotated_key_works_through_its_grace_period_and_not_after() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    let (id, key) = cli_key(&server, "acme", "live", ALL, &[]);
+    let rotated = v1(
+        &server,
+        "POST",
+        &format!("/v1/api-keys/{id}/rotate"),
+        Some(&key),
+        Some(json!({"grace_period_seconds": 2})),
+    )
+    .await;
+    assert_eq!(rotated.0, 201);
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&key), None)
+            .await
+            .0,
+        200,
+        "within grace"
+    );
+    let old = v1(
+        &server,
+        "GET",
+        &format!("/v1/api-keys/{id}"),
+        Some(&key),
+        None,
+    )
+    .await
+    .2;
+    assert_eq!(old["rotated_to"], rotated.2["id"]);
+    assert!(
+        old["expires_at"].is_string(),
+        "the grace period is the old key's expiry"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_error(
+        &v1(&server, "GET", "/v1/utils/authtest", Some(&key), None).await,
+        401,
+        "unauthorized",
+        "rotated past its grace period",
+    );
+    let new = rotated.2["api_key"].as_str().unwrap();
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(new), None)
+            .await
+            .0,
+        200
+    );
+
+    // An expiring key stops at its expiry.
+    let (_, short) = cli_key(&server, "acme", "live", "read", &["--expires-in", "1s"]);
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&short), None)
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = v1(&server, "GET", "/v1/utils/authtest", Some(&short), None).await;
+    assert_error(&expired, 401, "unauthorized", "an expired key");
+    assert!(expired.2["message"].as_str().unwrap().contains("expired"));
+}
+
+#[actix_web::test]
+async fn malformed_keys_are_refused_without_a_lookup() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    let (_, key) = cli_key(&server, "acme", "live", "read", &[]);
+    let before = lookups(&server);
+
+    // One character off, a truncated key, a key with its environment swapped, garbage.
+    let mut typo = key.clone().into_bytes();
+    let last = typo.len() - 10;
+    typo[last] = if typo[last] == b'A' { b'B' } else { b'A' };
+    let typo = String::from_utf8(typo).unwrap();
+    for bad in [
+        typo.as_str(),
+        &key[..key.len() - 1],
+        &key.replacen("rk_live_", "rk_test_", 1),
+        "sk_live_not-a-key",
+        "hunter2",
+    ] {
+        assert_error(
+            &v1(&server, "GET", "/v1/utils/authtest", Some(bad), None).await,
+            401,
+            "unauthorized",
+            bad,
+        );
+    }
+    let intro_client = server.cc_client("acme", &[]);
+    let intro = server
+        .introspect(&intro_client.0, &intro_client.1, &typo)
+        .await;
+    assert_eq!(intro, json!({"active": false}));
+    assert_eq!(
+        lookups(&server),
+        before,
+        "no malformed key reached the store"
+    );
+
+    // A well-formed key that was never issued costs exactly one lookup.
+    let forged = latchkey::apikey::generate(
+        None,
+        latchkey::apikey::KeyType::Secret,
+        latchkey::apikey::Environment::Live,
+    )
+    .secret;
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&forged), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(lookups(&server), before + 1);
+
+    // No credential, another scheme, a key in the query string.
+    assert_error(
+        &v1(&server, "GET", "/v1/utils/authtest", None, None).await,
+        401,
+        "unauthorized",
+        "none",
+    );
+    let basic = http()
+        .get(server.url("/v1/utils/authtest"))
+        .basic_auth("x", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    assert_eq!(
+        basic.headers()["www-authenticate"],
+        "Bearer realm=\"latchkey\""
+    );
+    let query = http()
+        .get(server.url(&format!("/v1/utils/authtest?api_key={key}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query.status(), 401, "a key in the query string is not read");
+}
+
+#[actix_web::test]
+async fn no_credential_grants_more_than_it_holds() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    let (root_id, root) = cli_key(&server, "acme", "live", ALL, &[]);
+    let (_, manager) = cli_key(&server, "acme", "live", "read,keys:manage", &[]);
+    let (_, reader) = cli_key(&server, "acme", "live", "read", &[]);
+    let new_key =
+        |scopes: Value, env: &str| json!({"name": "k", "environment": env, "scopes": scopes});
+
+    // A key without keys:manage manages nothing.
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys", Some(&reader), None).await,
+        403,
+        "insufficient_scope",
+        "list without keys:manage",
+    );
+    // A manager grants only what it holds.
+    assert_error(
+        &v1(
+            &server,
+            "POST",
+            "/v1/api-keys",
+            Some(&manager),
+            Some(new_key(json!(["read", "write"]), "live")),
+        )
+        .await,
+        403,
+        "scope_grant_forbidden",
+        "granting write it does not hold",
+    );
+    assert_error(
+        &v1(
+            &server,
+            "POST",
+            "/v1/api-keys",
+            Some(&manager),
+            Some(new_key(json!(["admin"]), "live")),
+        )
+        .await,
+        403,
+        "scope_grant_forbidden",
+        "granting admin",
+    );
+    let ok = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&manager),
+        Some(new_key(json!(["read"]), "live")),
+    )
+    .await;
+    assert_eq!(ok.0, 201);
+    // ... and cannot reveal a stronger key by rotating it.
+    assert_error(
+        &v1(
+            &server,
+            "POST",
+            &format!("/v1/api-keys/{root_id}/rotate"),
+            Some(&manager),
+            None,
+        )
+        .await,
+        403,
+        "scope_grant_forbidden",
+        "rotating an sk_ key with an rk_ key",
+    );
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&root), None)
+            .await
+            .0,
+        200,
+        "the root key is untouched"
+    );
+
+    // Sandbox keys see and make only sandbox keys.
+    let (_, sandbox) = cli_key(&server, "acme", "sandbox", ALL, &[]);
+    assert!(sandbox.starts_with("sk_test_"), "{sandbox}");
+    assert_error(
+        &v1(
+            &server,
+            "POST",
+            "/v1/api-keys",
+            Some(&sandbox),
+            Some(new_key(json!(["read"]), "live")),
+        )
+        .await,
+        403,
+        "environment_forbidden",
+        "a sandbox key creating a live key",
+    );
+    let made = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&sandbox),
+        Some(json!({"name": "t", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(made.0, 201);
+    assert_eq!(
+        made.2["environment"], "sandbox",
+        "a sandbox key's default environment is sandbox"
+    );
+    assert!(made.2["api_key"].as_str().unwrap().starts_with("rk_test_"));
+    let listed = v1(
+        &server,
+        "GET",
+        "/v1/api-keys?limit=100",
+        Some(&sandbox),
+        None,
+    )
+    .await
+    .2;
+    let envs: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["environment"].as_str().unwrap())
+        .collect();
+    assert!(
+        !envs.is_empty() && envs.iter().all(|e| *e == "sandbox"),
+        "{envs:?}"
+    );
+    for (method, path) in [
+        ("GET", format!("/v1/api-keys/{root_id}")),
+        ("DELETE", format!("/v1/api-keys/{root_id}")),
+        ("POST", format!("/v1/api-keys/{root_id}/rotate")),
+        ("GET", "/v1/organization".to_string()),
+        ("PATCH", "/v1/organization".to_string()),
+    ] {
+        assert_error(
+            &v1(&server, method, &path, Some(&sandbox), Some(json!({}))).await,
+            403,
+            "environment_forbidden",
+            &format!("sandbox {method} {path}"),
+        );
+    }
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&root), None)
+            .await
+            .0,
+        200,
+        "nothing was revoked"
+    );
+}
+
+#[actix_web::test]
+async fn organizations_are_walls() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    server.org("evil");
+    let (acme_id, acme) = cli_key(&server, "acme", "live", ALL, &[]);
+    let (evil_id, evil) = cli_key(&server, "evil", "live", ALL, &[]);
+    for (method, path) in [
+        ("GET", format!("/v1/api-keys/{acme_id}")),
+        ("DELETE", format!("/v1/api-keys/{acme_id}")),
+        ("POST", format!("/v1/api-keys/{acme_id}/rotate")),
+    ] {
+        assert_error(
+            &v1(&server, method, &path, Some(&evil), None).await,
+            404,
+            "not_found",
+            &format!("another organization's {method} {path}"),
+        );
+    }
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&acme), None)
+            .await
+            .0,
+        200,
+        "nothing changed"
+    );
+    let mine = v1(&server, "GET", "/v1/api-keys", Some(&evil), None)
+        .await
+        .2;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["data"][0]["id"], evil_id.as_str());
+    assert_error(
+        &v1(
+            &server,
+            "GET",
+            &format!("/v1/api-keys?starting_after={acme_id}"),
+            Some(&evil),
+            None,
+        )
+        .await,
+        400,
+        "invalid_request",
+        "paging from another organization's key",
+    );
+
+    // Introspection: only a client of the key's own organization sees it active.
+    let (acme_client, acme_secret) = server.cc_client("acme", &[]);
+    let (evil_client, evil_secret) = server.cc_client("evil", &[]);
+    let mine = server.introspect(&acme_client, &acme_secret, &acme).await;
+    assert_eq!(mine["active"], true);
+    assert_eq!(mine["token_type"], "api_key");
+    assert_eq!(mine["key_id"], acme_id.as_str());
+    assert_eq!(mine["environment"], "live");
+    assert_eq!(mine["scope"], ALL.replace(',', " "));
+    assert!(mine["org_id"].as_str().unwrap().starts_with("org_"));
+    assert_eq!(mine["metadata"], json!({}));
+    assert_eq!(
+        server.introspect(&evil_client, &evil_secret, &acme).await,
+        json!({"active": false})
+    );
+}
+
+#[actix_web::test]
+async fn allowlists_hold_keys_and_organizations_to_their_addresses() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    server.org("other");
+    let (_, root) = cli_key(&server, "acme", "live", ALL, &[]);
+    let (_, fenced) = cli_key(
+        &server,
+        "acme",
+        "live",
+        "read",
+        &["--allowed-ips", "10.0.0.0/8"],
+    );
+    let (_, other) = cli_key(&server, "other", "live", "read", &[]);
+    assert_error(
+        &v1(&server, "GET", "/v1/utils/authtest", Some(&fenced), None).await,
+        403,
+        "ip_not_allowed",
+        "a key used from outside its allowlist",
+    );
+    // X-Forwarded-For is not believed from an untrusted peer.
+    let spoofed = http()
+        .get(server.url("/v1/utils/authtest"))
+        .bearer_auth(&fenced)
+        .header("X-Forwarded-For", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 403);
+
+    // Introspection applies the allowlist to the client_ip a resource server passes.
+    let (cid, csecret) = server.cc_client("acme", &[]);
+    let intro = |ip: &'static str| {
+        let (cid, csecret, fenced) = (cid.clone(), csecret.clone(), fenced.clone());
+        let url = server.url("/oauth2/introspect");
+        async move {
+            http()
+                .post(url)
+                .basic_auth(cid, Some(csecret))
+                .form(&[("token", fenced.as_str()), ("client_ip", ip)])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(intro("10.9.9.9").await["active"], true);
+    assert_eq!(intro("192.0.2.1").await, json!({"active": false}));
+
+    // The organization's allowlist: the API refuses to lock its caller out...
+    assert_error(
+        &v1(
+            &server,
+            "PATCH",
+            "/v1/organization",
+            Some(&root),
+            Some(json!({"allowed_ips": ["10.0.0.0/8"]})),
+        )
+        .await,
+        400,
+        "invalid_request",
+        "an allowlist without the caller's address",
+    );
+    let set = v1(
+        &server,
+        "PATCH",
+        "/v1/organization",
+        Some(&root),
+        Some(json!({"allowed_ips": ["127.0.0.1"]})),
+    )
+    .await;
+    assert_eq!(set.0, 200, "{}", set.2);
+    assert_eq!(set.2["allowed_ips"], json!(["127.0.0.1/32"]));
+    assert_eq!(
+        v1(&server, "GET", "/v1/organization", Some(&root), None)
+            .await
+            .2["allowed_ips"],
+        json!(["127.0.0.1/32"])
+    );
+    // ... and the CLI can fence the whole organization: every key of it is refused.
+    server.cli_json(&["org", "update", "acme", "--allowed-ips", "10.0.0.0/8"]);
+    assert_error(
+        &v1(&server, "GET", "/v1/utils/authtest", Some(&root), None).await,
+        403,
+        "ip_not_allowed",
+        "an organization fenced off",
+    );
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&other), None)
+            .await
+            .0,
+        200,
+        "another organization is not"
+    );
+    server.cli_json(&["org", "update", "acme", "--allowed-ips", ""]);
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&root), None)
+            .await
+            .0,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let server = TestServer::start_with(&[("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    server.org("acme");
+    let (_, fenced) = cli_key(
+        &server,
+        "acme",
+        "live",
+        "read",
+        &["--allowed-ips", "10.0.0.0/8"],
+    );
+    let via = |xff: &'static str| {
+        let (url, fenced) = (server.url("/v1/utils/authtest"), fenced.clone());
+        async move {
+            http()
+                .get(url)
+                .bearer_auth(fenced)
+                .header("X-Forwarded-For", xff)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        via("10.1.2.3").await,
+        200,
+        "the proxy's word for the client"
+    );
+    assert_eq!(via("192.0.2.7").await, 403);
+    // The client cannot prepend its own claim: the nearest untrusted hop counts.
+    assert_eq!(via("10.1.2.3, 192.0.2.7").await, 403);
+}
+
+#[actix_web::test]
+async fn bad_input_gets_the_envelope_never_a_500() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    let (_, root) = cli_key(&server, "acme", "live", ALL, &[]);
+    let post_raw = |body: String, ct: &'static str| {
+        let (url, root) = (server.url("/v1/api-keys"), root.clone());
+        async move {
+            let res = http()
+                .post(url)
+                .bearer_auth(root)
+                .header("Content-Type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let headers = res.headers().clone();
+            (status, headers, res.json::<Value>().await.unwrap())
+        }
+    };
+    let json_ct = "application/json";
+    assert_error(
+        &post_raw("{\"name\":".into(), json_ct).await,
+        400,
+        "invalid_request",
+        "truncated JSON",
+    );
+    assert_error(
+        &post_raw("[1,2]".into(), json_ct).await,
+        400,
+        "invalid_request",
+        "an array",
+    );
+    assert_error(
+        &post_raw("name=x".into(), "application/x-www-form-urlencoded").await,
+        400,
+        "invalid_request",
+        "a form",
+    );
+    let huge = format!(
+        "{{\"name\":\"{}\",\"scopes\":[\"read\"]}}",
+        "x".repeat(70 * 1024)
+    );
+    assert_error(
+        &post_raw(huge, json_ct).await,
+        413,
+        "invalid_request",
+        "a body over 64 KiB",
+    );
+
+    let cases = [
+        (
+            json!({"name": "k", "scopes": ["read"], "admin": true}),
+            "admin",
+            "an unknown field",
+        ),
+        (
+            json!({"name": 7, "scopes": ["read"]}),
+            "name",
+            "a number for a name",
+        ),
+        (
+            json!({"name": "k", "scopes": "read"}),
+            "scopes",
+            "a string for a list",
+        ),
+        (
+            json!({"name": "", "scopes": ["read"]}),
+            "name",
+            "an empty name",
+        ),
+        (
+            json!({"name": "x".repeat(201), "scopes": ["read"]}),
+            "name",
+            "a 201-character name",
+        ),
+        (
+            json!({"name": "k", "scopes": ["read", "root"]}),
+            "scopes",
+            "an unknown scope",
+        ),
+        (json!({"name": "k", "scopes": []}), "scopes", "no scope"),
+        (
+            json!({"name": "k", "scopes": ["read"], "environment": "prod"}),
+            "environment",
+            "an unknown environment",
+        ),
+        (
+            json!({"name": "k", "scopes": ["read"], "expires_at": "tomorrow"}),
+            "expires_at",
+            "an unparsable expiry",
+        ),
+        (
+            json!({"name": "k", "scopes": ["read"], "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+            "a past expiry",
+        ),
+        (
+            json!({"name": "k", "scopes": ["read"], "allowed_ips": ["10.0.0.0/33"]}),
+            "allowed_ips",
+            "a bad CIDR",
+        ),
+        (
+            json!({"name": "k", "scopes": ["read"], "metadata": {"a": {"nested": 1}}}),
+            "metadata",
+            "nested metadata",
+        ),
+        (
+            json!({"name": "k", "scopes": ["read"], "rate_limit_per_minute": 0}),
+            "rate_limit_per_minute",
+            "a zero rate limit",
+        ),
+    ];
+    for (body, field, what) in cases {
+        let got = v1(&server, "POST", "/v1/api-keys", Some(&root), Some(body)).await;
+        assert_error(&got, 400, "invalid_request", what);
+        assert_eq!(got.2["field"], field, "{what}: {}", got.2);
+    }
+    let name200 = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&root),
+        Some(json!({"name": "é".repeat(200), "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(name200.0, 201, "200 characters is a valid name");
+
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys?limit=0", Some(&root), None).await,
+        400,
+        "invalid_request",
+        "limit 0",
+    );
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys?limit=abc", Some(&root), None).await,
+        400,
+        "invalid_request",
+        "limit abc",
+    );
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys?sort=name", Some(&root), None).await,
+        400,
+        "invalid_request",
+        "an unknown parameter",
+    );
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys/key_nope", Some(&root), None).await,
+        404,
+        "not_found",
+        "an unknown id",
+    );
+    assert_error(
+        &v1(&server, "GET", "/v1/nothing-here", Some(&root), None).await,
+        404,
+        "not_found",
+        "an unknown route",
+    );
+    assert_error(
+        &v1(&server, "PUT", "/v1/api-keys", Some(&root), None).await,
+        405,
+        "invalid_request",
+        "a wrong method",
+    );
+    let grace = v1(
+        &server,
+        "POST",
+        "/v1/api-keys/key_nope/rotate",
+        Some(&root),
+        Some(json!({"grace_period_seconds": -1})),
+    )
+    .await;
+    assert_eq!(grace.2["field"], "grace_period_seconds");
+}
+
+#[actix_web::test]
+async fn access_tokens_for_the_v1_audience_work_and_others_do_not() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    let v1_aud = format!("{}/v1", server.issuer);
+    let c = server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "ops",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "read keys:manage",
+        "--audience",
+        &v1_aud,
+        "--audience",
+        "https://api.acme.test",
+    ]);
+    let id = c["client_id"].as_str().unwrap().to_string();
+    let secret = c["client_secret"].as_str().unwrap().to_string();
+    let token = server
+        .access_token(&id, &secret, &[("resource", &v1_aud)])
+        .await;
+    let listed = v1(&server, "GET", "/v1/api-keys", Some(&token), None).await;
+    assert_eq!(listed.0, 200, "{}", listed.2);
+    // It grants what it holds and no more.
+    let made = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&token),
+        Some(json!({"name": "k", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(made.0, 201);
+    assert_error(
+        &v1(
+            &server,
+            "POST",
+            "/v1/api-keys",
+            Some(&token),
+            Some(json!({"name": "k", "scopes": ["write"]})),
+        )
+        .await,
+        403,
+        "scope_grant_forbidden",
+        "a token granting what it does not hold",
+    );
+
+    // A token minted for another audience is refused.
+    let other = server
+        .access_token(&id, &secret, &[("resource", "https://api.acme.test")])
+        .await;
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys", Some(&other), None).await,
+        401,
+        "unauthorized",
+        "another audience",
+    );
+    // A revoked token is refused at once.
+    http()
+        .post(server.url("/oauth2/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys", Some(&token), None).await,
+        401,
+        "unauthorized",
+        "a revoked token",
+    );
+    // A tampered one too.
+    let mut parts: Vec<String> = other.split('.').map(str::to_string).collect();
+    parts[1] = parts[1].chars().rev().collect();
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys", Some(&parts.join(".")), None).await,
+        401,
+        "unauthorized",
+        "a tampered token",
+    );
+}
+
+#[actix_web::test]
+async fn the_cli_refuses_bad_input_with_one_line() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    for (args, needle) in [
+        (
+            vec![
+                "api-key", "create", "--org", "acme", "--env", "prod", "--scopes", "read",
+            ],
+            "environment",
+        ),
+        (
+            vec![
+                "api-key",
+                "create",
+                "--org",
+                "acme",
+                "--env",
+                "live",
+                "--scopes",
+                "read,root",
+            ],
+            "root",
+        ),
+        (
+            vec![
+                "api-key", "create", "--org", "nope", "--env", "live", "--scopes", "read",
+            ],
+            "nope",
+        ),
+        (
+            vec![
+                "api-key",
+                "create",
+                "--org",
+                "acme",
+                "--env",
+                "live",
+                "--scopes",
+                "read",
+                "--expires-in",
+                "soon",
+            ],
+            "expires-in",
+        ),
+        (
+            vec![
+                "api-key",
+                "create",
+                "--org",
+                "acme",
+                "--env",
+                "live",
+                "--scopes",
+                "read",
+                "--allowed-ips",
+                "10.0.0.0/99",
+            ],
+            "allowed-ips",
+        ),
+        (vec!["api-key", "revoke", "key_nope"], "key_nope"),
+        (
+            vec!["org", "update", "acme", "--allowed-ips", "not-an-ip"],
+            "allowed-ips",
+        ),
+    ] {
+        let out = server.cli(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}

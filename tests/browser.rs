@@ -1,7 +1,8 @@
 //! The pages in a real browser: Debian's chromium, driven through chromedriver (WebDriver).
-//! `.ci/run` installs both (`apt-get install chromium chromium-driver`); without them this
-//! test fails and says so. Screenshots land in `target/screenshots/`, or in `docs/` (the ones
-//! the README shows) with `UPDATE_SCREENSHOTS=1`.
+//! `.ci/run` installs both (`apt-get install chromium chromium-driver`); without them these
+//! tests fail and say so. Screenshots land in `target/screenshots/`, or in `docs/` (the ones
+//! the README shows) with `UPDATE_SCREENSHOTS=1`. Every test name ends in
+//! `in_a_real_browser`: `.ci/run` runs them apart from the rest, in a session of their own.
 
 mod common;
 
@@ -131,8 +132,19 @@ async fn fill_and_submit(chrome: &Chrome, username: &str, password: &str) {
     click_and_wait(chrome, "button[type=submit]").await;
 }
 
+/// A browser test may not hang CI: each gets two minutes.
+async fn within_two_minutes(test: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(120), test)
+        .await
+        .expect("the browser test did not finish within two minutes");
+}
+
 #[actix_web::test]
 async fn a_person_signs_in_and_out_in_a_real_browser() {
+    within_two_minutes(sign_in_and_out()).await
+}
+
+async fn sign_in_and_out() {
     let server = TestServer::start().await;
     server.org("acme");
     server.person(
@@ -191,5 +203,170 @@ async fn a_person_signs_in_and_out_in_a_real_browser() {
     assert!(c.source().await.unwrap().contains("You are signed out"));
     c.goto(&server.url("/")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/login");
+    chrome.client.clone().close().await.unwrap();
+}
+
+/// Waits until the browser is at a URL starting with `prefix` and returns it.
+async fn wait_for_url(chrome: &Chrome, prefix: &str) -> url::Url {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let at = chrome.client.current_url().await.unwrap();
+        if at.as_str().starts_with(prefix) {
+            return at;
+        }
+        assert!(Instant::now() < deadline, "never reached {prefix}; at {at}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn query(u: &url::Url) -> std::collections::HashMap<String, String> {
+    u.query_pairs().into_owned().collect()
+}
+
+#[actix_web::test]
+async fn a_person_consents_or_denies_in_a_real_browser() {
+    within_two_minutes(consent()).await
+}
+
+async fn consent() {
+    use base64::Engine;
+    let server = TestServer::start().await;
+    server.org("acme");
+    server.person(
+        "acme",
+        "ada",
+        "analytical engine",
+        &["--name", "Ada Lovelace"],
+    );
+    let cb = server.url("/cb");
+    let app = server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "Acme Notes",
+        "--grant-types",
+        "authorization_code,refresh_token",
+        "--public",
+        "--redirect-uri",
+        &cb,
+        "--scopes",
+        "openid profile read write",
+    ]);
+    let client_id = app["client_id"].as_str().unwrap().to_string();
+    let verifier = latchkey::crypto::random_base62(64);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref());
+    let authorize = |scope: &str, state: &str, extra: &str| {
+        server.url(&format!(
+            "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope={}&state={state}&code_challenge={challenge}&code_challenge_method=S256{extra}",
+            url::form_urlencoded::byte_serialize(cb.as_bytes()).collect::<String>(),
+            url::form_urlencoded::byte_serialize(scope.as_bytes()).collect::<String>(),
+        ))
+    };
+    let chrome = chrome().await;
+    let c = &chrome.client;
+
+    // prompt=none without a session: straight back to the app with login_required.
+    c.goto(&authorize("openid", "s0", "&prompt=none"))
+        .await
+        .unwrap();
+    let back = query(&wait_for_url(&chrome, &cb).await);
+    assert_eq!(back["error"], "login_required");
+    assert_eq!(back["state"], "s0");
+    assert_eq!(back["iss"], server.issuer);
+
+    // Log in, then the consent page names the app and each scope in plain words.
+    c.goto(&authorize("openid profile read", "s1", ""))
+        .await
+        .unwrap();
+    assert_eq!(c.current_url().await.unwrap().path(), "/login");
+    fill_and_submit(&chrome, "ada", "analytical engine").await;
+    assert_eq!(c.title().await.unwrap(), "Allow Acme Notes? · Latchkey");
+    let mut scopes = Vec::new();
+    for li in c.find_all(Locator::Css("ul.scopes li")).await.unwrap() {
+        scopes.push(li.text().await.unwrap());
+    }
+    assert_eq!(
+        scopes,
+        [
+            "Confirm who you are",
+            "See your name and username",
+            "Read your data"
+        ]
+    );
+    screenshot(&chrome, "consent.png").await;
+
+    // Deny: back to the app with access_denied, and nothing remembered.
+    c.find(Locator::Css("button[value=deny]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let back = query(&wait_for_url(&chrome, &cb).await);
+    assert_eq!(back["error"], "access_denied");
+    assert_eq!(back["state"], "s1");
+    assert!(!back.contains_key("code"));
+
+    // A forged CSRF token is refused, and no code is issued.
+    c.goto(&authorize("openid profile read", "s2", ""))
+        .await
+        .unwrap();
+    assert_eq!(c.title().await.unwrap(), "Allow Acme Notes? · Latchkey");
+    c.execute(
+        "document.querySelector('input[name=csrf_token]').value = arguments[0];",
+        vec![serde_json::json!(latchkey::crypto::random_base62(43))],
+    )
+    .await
+    .unwrap();
+    click_and_wait(&chrome, "button[value=allow]").await;
+    assert!(!c.current_url().await.unwrap().as_str().starts_with(&cb));
+    assert!(
+        c.source().await.unwrap().to_lowercase().contains("expired"),
+        "the refusal page"
+    );
+
+    // Allow: a code, which redeems (with the verifier) for tokens.
+    c.goto(&authorize("openid profile read", "s3", ""))
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[value=allow]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let back = query(&wait_for_url(&chrome, &cb).await);
+    assert_eq!(back["state"], "s3");
+    assert_eq!(back["iss"], server.issuer);
+    let tokens: serde_json::Value = http()
+        .post(server.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", back["code"].as_str()),
+            ("redirect_uri", cb.as_str()),
+            ("client_id", client_id.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    // Consent is remembered: a subset of the scopes goes straight back with a code.
+    c.goto(&authorize("openid read", "s4", "")).await.unwrap();
+    let back = query(&wait_for_url(&chrome, &cb).await);
+    assert!(back.contains_key("code"), "{back:?}");
+    // prompt=consent asks again.
+    c.goto(&authorize("openid read", "s5", "&prompt=consent"))
+        .await
+        .unwrap();
+    assert_eq!(c.title().await.unwrap(), "Allow Acme Notes? · Latchkey");
     chrome.client.clone().close().await.unwrap();
 }

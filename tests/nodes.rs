@@ -477,3 +477,164 @@ async fn health_and_readiness_and_a_lost_database_answers_503_never_500() {
     let res = http().get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200, "the process is still up");
 }
+
+/// A `/v1` request with a bearer credential: (status, JSON body).
+fn v1_get(base: &str, path: &str, bearer: &str) -> (u16, Value) {
+    let (status, _, body) = raw(
+        base,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {{host}}\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn an_api_key_revoked_on_one_node_is_refused_by_the_other_at_once() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string()),
+    ];
+    let a = Node::spawn(&env, dir.path());
+    let b = Node::spawn(&env, dir.path());
+    cli(&env, dir.path(), &["org", "create", "acme"]);
+    let root = cli(
+        &env,
+        dir.path(),
+        &[
+            "api-key",
+            "create",
+            "--org",
+            "acme",
+            "--env",
+            "live",
+            "--scopes",
+            "read,keys:manage",
+        ],
+    );
+    let root = root["api_key"].as_str().unwrap();
+    let victim = cli(
+        &env,
+        dir.path(),
+        &[
+            "api-key", "create", "--org", "acme", "--env", "live", "--scopes", "read",
+        ],
+    );
+    let (victim_id, victim) = (
+        victim["id"].as_str().unwrap(),
+        victim["api_key"].as_str().unwrap(),
+    );
+    for node in [&a, &b] {
+        assert_eq!(v1_get(&node.base, "/v1/utils/authtest", victim).0, 200);
+    }
+    // Revoked through A's API; B refuses it on the very next request.
+    let (status, _, _) = raw(
+        &a.base,
+        &format!(
+            "DELETE /v1/api-keys/{victim_id} HTTP/1.1\r\nHost: {{host}}\r\nAuthorization: Bearer {root}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = v1_get(&b.base, "/v1/utils/authtest", victim);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "unauthorized");
+    // A key minted on one node works on the other.
+    let (status, listed) = v1_get(&b.base, "/v1/api-keys", root);
+    assert_eq!(status, 200);
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+#[test]
+fn logs_of_a_whole_api_key_run_hold_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string()),
+        ("LATCHKEY_LOG".to_string(), "debug".to_string()),
+    ];
+    let mut node = Node::spawn(&env, dir.path());
+    let (cid, csecret) = new_client(&env, dir.path());
+    let minted = cli_with_env(
+        &env,
+        dir.path().to_path_buf(),
+        &[
+            "api-key",
+            "create",
+            "--org",
+            "acme",
+            "--env",
+            "live",
+            "--scopes",
+            "read,keys:manage",
+        ],
+    );
+    assert!(minted.status.success());
+    let cli_stderr = String::from_utf8_lossy(&minted.stderr).to_string();
+    let root: Value = serde_json::from_slice(&minted.stdout).unwrap();
+    let root = root["api_key"].as_str().unwrap().to_string();
+
+    let mut keys = vec![root.clone()];
+    // Create, use, rotate, revoke, introspect, and present bad keys.
+    let body = r#"{"name":"ci","scopes":["read"]}"#;
+    let (status, _, created) = raw(
+        &node.base,
+        &format!("POST /v1/api-keys HTTP/1.1\r\nHost: {{host}}\r\nAuthorization: Bearer {root}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    );
+    assert_eq!(status, 201);
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let (id, key) = (
+        created["id"].as_str().unwrap(),
+        created["api_key"].as_str().unwrap(),
+    );
+    keys.push(key.to_string());
+    assert_eq!(v1_get(&node.base, "/v1/utils/authtest", key).0, 200);
+    let (status, _, rotated) = raw(
+        &node.base,
+        &format!("POST /v1/api-keys/{id}/rotate HTTP/1.1\r\nHost: {{host}}\r\nAuthorization: Bearer {root}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 201);
+    let rotated: Value = serde_json::from_str(&rotated).unwrap();
+    keys.push(rotated["api_key"].as_str().unwrap().to_string());
+    let (_, intro) = post_form(
+        &node.base,
+        "/oauth2/introspect",
+        (&cid, &csecret),
+        &format!("token={key}"),
+    );
+    assert_eq!(intro["active"], true);
+    let mistyped = format!("{}x", &key[..key.len() - 1]);
+    assert_eq!(v1_get(&node.base, "/v1/utils/authtest", &mistyped).0, 401);
+    let (status, _, _) = raw(
+        &node.base,
+        &format!("DELETE /v1/api-keys/{id} HTTP/1.1\r\nHost: {{host}}\r\nAuthorization: Bearer {root}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(v1_get(&node.base, "/v1/utils/authtest", key).0, 401);
+
+    node.signal("TERM");
+    assert!(node.wait_exit(Duration::from_secs(35)).success());
+    let mut logs = String::new();
+    node.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("API key created"),
+        "the run was logged: {logs}"
+    );
+    for k in &keys {
+        let secret_part = &k[k.len() - 49..k.len() - 6];
+        assert!(!logs.contains(secret_part), "a key reached the server log");
+        assert!(
+            !cli_stderr.contains(secret_part),
+            "a key reached the CLI's stderr"
+        );
+    }
+    assert!(
+        !logs.contains(&mistyped[mistyped.len() - 49..]),
+        "a presented key reached the log"
+    );
+}

@@ -12,7 +12,9 @@
 #   -r ROUNDS        runs per bench (default 1 alone, 3 with --compare); more than one run
 #                    alone also prints a line of medians
 #   -w SECONDS       warm-up per target before the runs (default 3; 0 = none)
-#   -b BENCH         token | introspect | both (default both)
+#   -b BENCH         token | introspect | both (default both) | keys: API-key verification
+#                    (GET /v1/utils/authtest with a key, introspection of a key, and
+#                    GET /healthz of the same server for scale), interleaved, -r rounds
 #   --compare        start the peer and run the harness's compare.sh against both servers
 #   --no-build       use target/release/latchkey as it is
 #   -h, --help       this text
@@ -55,7 +57,8 @@ for n in "$SECS" "$CONNS" "$ROUNDS" "$WARM"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "not a whole number: $n"
 done
 [[ "$SECS" -gt 0 && "$CONNS" -gt 0 && "$ROUNDS" -gt 0 ]] || die "-d, -c and -r must be positive"
-case "$BENCH" in token|introspect|both) ;; *) die "-b token|introspect|both" ;; esac
+case "$BENCH" in token|introspect|both|keys) ;; *) die "-b token|introspect|both|keys" ;; esac
+[[ "$BENCH" != keys || $COMPARE -eq 0 ]] || die "-b keys has no peer to compare with (the peer has no API keys)"
 
 # --- paths -----------------------------------------------------------------------------------
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -167,7 +170,65 @@ echo "bench: latchkey pid $LK_PID on $BASE, store $STORE" >&2
 
 # --- the runs --------------------------------------------------------------------------------
 export THREADS="${THREADS:-2}"
-if [[ $COMPARE -eq 0 ]]; then
+
+# keys_run NAME METHOD PATH AUTH BODY EXPECT SECONDS -> one JSON line (wrk + server CPU)
+keys_run() {
+  local name="$1" method="$2" path="$3" auth="$4" body="$5" expect="$6" secs="$7" out t0 t1 w0 w1
+  out="$(mktemp)"
+  t0="$(proc_ticks "$LK_PID")"; w0="$(date +%s.%N)"
+  BENCH_METHOD="$method" BENCH_AUTH="$auth" BENCH_BODY="$body" BENCH_EXPECT="$expect" BENCH_OUT="$out" \
+    timeout --kill-after=5 $((secs + 30)) wrk -t "$THREADS" -c "$CONNS" -d "${secs}s" --timeout 5s \
+    -s "$REPO/bench/request.lua" "$BASE$path" >"$out.wrk" 2>&1 || { cat "$out.wrk" >&2; die "wrk failed"; }
+  t1="$(proc_ticks "$LK_PID")"; w1="$(date +%s.%N)"
+  python3 - "$out" "$name" "$t0" "$t1" "$w0" "$w1" "$(getconf CLK_TCK)" "$STORE" "$CONNS" <<'PY'
+import json, sys
+out, name, t0, t1, w0, w1, hz, store, conns = sys.argv[1:]
+r = json.load(open(out))
+r.update(bench=name, target="latchkey", store=store.split("://")[0] if "://" in store else "sqlite",
+         connections=int(conns),
+         server_cpu_pct=round(100.0 * (int(t1) - int(t0)) / int(hz) / (float(w1) - float(w0)), 1))
+print(json.dumps(r))
+PY
+  rm -f "$out" "$out.wrk"
+}
+
+if [[ "$BENCH" == keys ]]; then
+  source "$LOAD/lib.sh" # proc_ticks, basic_auth, form_encode
+  KEY_JSON="$("$BIN" api-key create --org "$ORG" --env live --scopes read --name bench 2>/dev/null)"
+  API_KEY="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["api_key"])' "$KEY_JSON")"
+  BASIC="$(basic_auth "$CLIENT_ID" "$CLIENT_SECRET")"
+  INTRO_BODY="$(form_encode token "$API_KEY")"
+  [[ "$(curl -fsS -H "Authorization: Bearer $API_KEY" "$BASE/v1/utils/authtest")" == *"Auth successful"* ]] \
+    || die "the bench key does not authenticate"
+  runs=(
+    "healthz|GET|/healthz|||\"ok\""
+    "authtest|GET|/v1/utils/authtest|Bearer $API_KEY||Auth successful"
+    "introspect_key|POST|/oauth2/introspect|$BASIC|$INTRO_BODY|\"active\":true"
+  )
+  if [[ "$WARM" -gt 0 ]]; then
+    for r in "${runs[@]}"; do IFS='|' read -r n m p a b e <<<"$r"; keys_run "$n" "$m" "$p" "$a" "$b" "$e" "$WARM" >/dev/null; done
+  fi
+  results="$(mktemp)"
+  for _ in $(seq 1 "$ROUNDS"); do # interleaved: every bench once per round
+    for r in "${runs[@]}"; do
+      IFS='|' read -r n m p a b e <<<"$r"
+      keys_run "$n" "$m" "$p" "$a" "$b" "$e" "$SECS" | tee -a "$results"
+      if [[ -n "${JSON_OUT:-}" ]]; then tail -n1 "$results" >>"$JSON_OUT"; fi
+    done
+  done
+  python3 - "$results" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n| bench | store | rps (median) | p50 ms | p99 ms | non-2xx | bad body | server CPU % |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for name in dict.fromkeys(r["bench"] for r in rows):
+    rs = [r for r in rows if r["bench"] == name]
+    med = lambda k: statistics.median(r[k] for r in rs)
+    print(f"| {name} | {rs[0]['store']} | {med('rps'):,.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | "
+          f"{sum(r['non2xx'] for r in rs)} | {sum(r['bad_body'] for r in rs)} | {med('server_cpu_pct'):.0f} |")
+PY
+  rm -f "$results"
+elif [[ $COMPARE -eq 0 ]]; then
   benches=(); case "$BENCH" in token) benches=(token) ;; introspect) benches=(introspect) ;; both) benches=(token introspect) ;; esac
   for bench in "${benches[@]}"; do
     script="$LOAD/token_bench.sh"; [[ "$bench" == introspect ]] && script="$LOAD/introspect_bench.sh"

@@ -267,18 +267,32 @@ pub fn fill_random(buf: &mut [u8]) {
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// `n` characters drawn uniformly from the base62 alphabet (rejection sampling, no modulo bias).
+/// The random bytes come from the operating system through a per-thread buffer, so that a
+/// request id costs no system call (one `getrandom` per 4 KiB drawn).
 pub fn random_base62(n: usize) -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static POOL: RefCell<(Box<[u8; 4096]>, usize)> = RefCell::new((Box::new([0u8; 4096]), 4096));
+    }
     let mut out = String::with_capacity(n);
-    let mut buf = [0u8; 64];
-    while out.len() < n {
-        fill_random(&mut buf);
-        for &b in buf.iter() {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        while out.len() < n {
+            if pool.1 == pool.0.len() {
+                fill_random(&mut pool.0[..]);
+                pool.1 = 0;
+            }
+            let i = pool.1;
+            let b = pool.0[i];
+            // Each byte is used once, then forgotten.
+            pool.0[i] = 0;
+            pool.1 += 1;
             // 248 = 4 × 62: bytes at or above it would bias the first characters.
-            if b < 248 && out.len() < n {
+            if b < 248 {
                 out.push(BASE62[(b % 62) as usize] as char);
             }
         }
-    }
+    });
     out
 }
 

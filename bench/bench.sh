@@ -14,7 +14,10 @@
 #   -w SECONDS       warm-up per target before the runs (default 3; 0 = none)
 #   -b BENCH         token | introspect | both (default both) | keys: API-key verification
 #                    (GET /v1/utils/authtest with a key, introspection of a key, and
-#                    GET /healthz of the same server for scale), interleaved, -r rounds
+#                    GET /healthz of the same server for scale), interleaved, -r rounds |
+#                    flow: authorization-code round trips and refresh rotations through the
+#                    pages, with the shared flowbench.mjs (-c users, default 16 for flow);
+#                    with --compare the peer runs interleaved
 #   --compare        start the peer and run the harness's compare.sh against both servers
 #   --no-build       use target/release/latchkey as it is
 #   -h, --help       this text
@@ -37,7 +40,7 @@ usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench: $*" >&2; exit 2; }
 
 # --- options ---------------------------------------------------------------------------------
-COMPARE=0; BUILD=1; SECS=10; CONNS=32; ROUNDS=""; WARM=3; BENCH=both
+COMPARE=0; BUILD=1; SECS=10; CONNS=""; ROUNDS=""; WARM=3; BENCH=both
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --compare) COMPARE=1 ;;
@@ -52,12 +55,13 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
+[[ -n "$CONNS" ]] || { if [[ "$BENCH" == flow ]]; then CONNS=16; else CONNS=32; fi; }
 [[ -n "$ROUNDS" ]] || { if [[ $COMPARE -eq 1 ]]; then ROUNDS=3; else ROUNDS=1; fi; }
 for n in "$SECS" "$CONNS" "$ROUNDS" "$WARM"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "not a whole number: $n"
 done
 [[ "$SECS" -gt 0 && "$CONNS" -gt 0 && "$ROUNDS" -gt 0 ]] || die "-d, -c and -r must be positive"
-case "$BENCH" in token|introspect|both|keys) ;; *) die "-b token|introspect|both|keys" ;; esac
+case "$BENCH" in token|introspect|both|keys|flow) ;; *) die "-b token|introspect|both|keys|flow" ;; esac
 [[ "$BENCH" != keys || $COMPARE -eq 0 ]] || die "-b keys has no peer to compare with (the peer has no API keys)"
 
 # --- paths -----------------------------------------------------------------------------------
@@ -192,7 +196,68 @@ PY
   rm -f "$out" "$out.wrk"
 }
 
-if [[ "$BENCH" == keys ]]; then
+start_peer() {
+  PEER_PID_FILE="$PEER/.run/peer.pid"
+  if [[ -f "$PEER_PID_FILE" ]] && kill -0 "$(cat "$PEER_PID_FILE")" 2>/dev/null; then
+    echo "bench: the peer is already running (pid $(cat "$PEER_PID_FILE")); using it, not stopping it" >&2
+  else
+    "$PEER/start.sh" >&2
+    PEER_STARTED=1
+  fi
+  PEER_PID="$(cat "$PEER_PID_FILE")"
+}
+
+if [[ "$BENCH" == flow ]]; then
+  FLOWBENCH="$PEER_BENCH/flow/flowbench.mjs"
+  [[ -f "$FLOWBENCH" ]] || die "no flowbench at $FLOWBENCH"
+  command -v node >/dev/null || die "-b flow needs node (apt-get install -y nodejs)"
+  PUB_JSON="$("$BIN" client create --org "$ORG" --name flowbench --public \
+    --grant-types authorization_code,refresh_token --redirect-uri http://127.0.0.1:9999/cb \
+    --scopes "openid profile offline_access" 2>/dev/null)" || die "public client create failed"
+  PUB_ID="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["client_id"])' "$PUB_JSON")"
+  FLOW_USER="flowbench$RANDOM$RANDOM"
+  FLOW_PASS="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+  printf '%s\n' "$FLOW_PASS" | "$BIN" user create --org "$ORG" --username "$FLOW_USER" --password-stdin >/dev/null 2>&1 \
+    || die "user create failed"
+  targets=("latchkey")
+  if [[ $COMPARE -eq 1 ]]; then start_peer; targets=("peer" "latchkey"); fi
+  flow_run() { # TARGET MODE SECONDS -> one JSON line
+    local target="$1" mode="$2" secs="$3"
+    if [[ "$target" == peer ]]; then
+      MODE="$mode" CONCURRENCY="$CONNS" WARMUP_SECONDS=1 DRIVER=peer \
+        ISSUER="http://127.0.0.1:${PEER_PORT:-3000}" PUB_CLIENT_ID=harness-public LOGIN_USER=u LOGIN_PASS=p \
+        SERVER_PID="$PEER_PID" node "$FLOWBENCH" SECONDS="$secs"
+    else
+      MODE="$mode" CONCURRENCY="$CONNS" WARMUP_SECONDS=1 DRIVER=generic \
+        ISSUER="$BASE" PUB_CLIENT_ID="$PUB_ID" LOGIN_USER="$FLOW_USER" LOGIN_PASS="$FLOW_PASS" \
+        SERVER_PID="$LK_PID" node "$FLOWBENCH" SECONDS="$secs"
+    fi | python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); d.update(bench=sys.argv[1], target=sys.argv[2], store=sys.argv[3]); print(json.dumps(d))' \
+        "$mode" "$target" "$([[ "$target" == peer ]] && echo memory || { [[ "$STORE" == postgres* ]] && echo postgres || echo sqlite; })"
+  }
+  results="$(mktemp)"
+  for _ in $(seq 1 "$ROUNDS"); do # interleaved: peer, latchkey, peer, latchkey …
+    for mode in code refresh; do
+      for t in "${targets[@]}"; do
+        flow_run "$t" "$mode" "$SECS" | tee -a "$results"
+        if [[ -n "${JSON_OUT:-}" ]]; then tail -n1 "$results" >>"$JSON_OUT"; fi
+      done
+    done
+  done
+  python3 - "$results" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n| flow | target | store | ops/s (median) | p50 ms | p99 ms | errors | server CPU % |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
+for mode in dict.fromkeys(r["bench"] for r in rows):
+    for t in dict.fromkeys(r["target"] for r in rows):
+        rs = [r for r in rows if r["bench"] == mode and r["target"] == t]
+        if not rs: continue
+        med = lambda k: statistics.median(r.get(k) or 0 for r in rs)
+        print(f"| {mode} | {t} | {rs[0]['store']} | {med('ops_per_s'):,.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | "
+              f"{sum(r.get('errors') or 0 for r in rs)} | {med('server_cpu_pct'):.0f} |")
+PY
+  rm -f "$results"
+elif [[ "$BENCH" == keys ]]; then
   source "$LOAD/lib.sh" # proc_ticks, basic_auth, form_encode
   KEY_JSON="$("$BIN" api-key create --org "$ORG" --env live --scopes read --name bench 2>/dev/null)"
   API_KEY="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["api_key"])' "$KEY_JSON")"
@@ -247,14 +312,7 @@ elif [[ $COMPARE -eq 0 ]]; then
     done
   done
 else
-  PEER_PID_FILE="$PEER/.run/peer.pid"
-  if [[ -f "$PEER_PID_FILE" ]] && kill -0 "$(cat "$PEER_PID_FILE")" 2>/dev/null; then
-    echo "bench: the peer is already running (pid $(cat "$PEER_PID_FILE")); using it, not stopping it" >&2
-  else
-    "$PEER/start.sh" >&2
-    PEER_STARTED=1
-  fi
-  PEER_PID="$(cat "$PEER_PID_FILE")"
+  start_peer
   PEER_SECRET="${CC_CLIENT_SECRET:-harness-cc-secret-0123456789abcdef0123456789abcdef}"
   PEER_ID="${CC_CLIENT_ID:-harness-cc}"
   PEER_URL="http://127.0.0.1:${PEER_PORT:-3000}"

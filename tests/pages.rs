@@ -325,3 +325,37 @@ async fn a_control_character_in_return_to_is_not_a_500() {
     assert_eq!(status, 303);
     assert_eq!(headers["location"], format!("{}/", server.issuer));
 }
+
+#[actix_web::test]
+async fn a_person_signing_in_from_many_tabs_at_once_is_not_throttled() {
+    // Attempts are counted before the password is checked; those over the limit only because
+    // others are still in flight wait for them instead of being refused.
+    let server = server_with_people().await;
+    let tabs: Vec<Browser> = (0..12).map(|_| Browser::new()).collect();
+    let mut tokens = Vec::new();
+    for tab in &tabs {
+        tokens.push(tab.login_token(&server).await);
+    }
+    let url = server.url("/login");
+    let attempts = tabs.iter().zip(&tokens).map(|(tab, token)| {
+        let (http, url, token) = (tab.http.clone(), url.clone(), token.clone());
+        async move {
+            let form = [
+                ("csrf_token", token.as_str()),
+                ("username", "ada"),
+                ("password", "analytical engine"),
+            ];
+            http.post(&url)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert!(statuses.iter().all(|s| *s == 303), "{statuses:?}");
+    // And the account is not left throttled: a wrong password is an ordinary failure.
+    assert_eq!(tabs[0].login(&server, "ada", "guess").await.0, 401);
+}

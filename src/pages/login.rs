@@ -19,6 +19,7 @@ use crate::app::AppState;
 use crate::crypto::Purpose;
 use crate::oauth::form::Form;
 use crate::people;
+use crate::store::sessions::Attempt;
 use crate::store::{self, sessions, users};
 
 const WINDOW: i64 = 15 * 60;
@@ -155,23 +156,48 @@ pub async fn login_submit(
         )
     );
 
-    let now = store::now();
     // Blocked already: refused without counting. Otherwise this attempt is counted before the
-    // password is checked, so parallel guesses cannot all slip under the limit.
+    // password is checked, so parallel guesses cannot all slip under the limit; an attempt
+    // over the limit only because others are still being checked waits for their outcome
+    // (a person signing in from several tabs at once), for up to 5 s.
     let keys = (user_key.clone(), ip_key.clone());
-    let counted = state
-        .store
-        .run(move |c| {
-            if let Some(wait) =
-                sessions::blocked_for(c, &keys.0, now)?.max(sessions::blocked_for(c, &keys.1, now)?)
-            {
-                return Ok(Some(wait));
+    let mut busy_rounds = 0;
+    let counted = loop {
+        let keys = keys.clone();
+        let now = store::now();
+        let attempt = state
+            .store
+            .run(move |c| {
+                if let Some(wait) = sessions::blocked_for(c, &keys.0, now)?
+                    .max(sessions::blocked_for(c, &keys.1, now)?)
+                {
+                    return Ok(Attempt::Blocked(wait));
+                }
+                match sessions::count_attempt(c, &keys.0, now, WINDOW, PER_USER)? {
+                    Attempt::Go => {}
+                    refused => return Ok(refused),
+                }
+                match sessions::count_attempt(c, &keys.1, now, WINDOW, PER_IP)? {
+                    Attempt::Go => Ok(Attempt::Go),
+                    refused => {
+                        // The account's count is taken back: this attempt is not checked.
+                        sessions::forgive(c, &keys.0, PER_USER)?;
+                        Ok(refused)
+                    }
+                }
+            })
+            .await;
+        match attempt {
+            Ok(Attempt::Busy) if busy_rounds < 100 => {
+                busy_rounds += 1;
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            let (_, user_wait) = sessions::count_attempt(c, &keys.0, now, WINDOW, PER_USER)?;
-            let (_, ip_wait) = sessions::count_attempt(c, &keys.1, now, WINDOW, PER_IP)?;
-            Ok(user_wait.max(ip_wait))
-        })
-        .await;
+            Ok(Attempt::Busy) => break Ok(Some(1)),
+            Ok(Attempt::Blocked(wait)) => break Ok(Some(wait)),
+            Ok(Attempt::Go) => break Ok(None),
+            Err(e) => break Err(e),
+        }
+    };
     match counted {
         Ok(Some(wait)) => {
             let mut res = message(
@@ -214,7 +240,19 @@ pub async fn login_submit(
     };
 
     let Some(user) = user else {
-        // Already counted above.
+        // Counted above; now settled as a failure.
+        let keys = (user_key.clone(), ip_key.clone());
+        let settled = state
+            .store
+            .run(move |c| {
+                let now = store::now();
+                sessions::settle_failure(c, &keys.0, now, PER_USER)?;
+                sessions::settle_failure(c, &keys.1, now, PER_IP)
+            })
+            .await;
+        if let Err(e) = settled {
+            return unavailable(&state, e);
+        }
         tracing::info!(ip = %client_ip(&state, &req), "login failed");
         return render_login(
             &state,

@@ -145,6 +145,7 @@ diesel::table! {
         failures -> Integer,
         window_start -> BigInt,
         blocked_until -> Nullable<BigInt>,
+        in_flight -> Integer,
     }
 }
 

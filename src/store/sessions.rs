@@ -62,32 +62,50 @@ pub fn blocked_for(
         .map(|until| until - now))
 }
 
+/// What a counted login attempt may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Check the password (the attempt is counted and in flight).
+    Go,
+    /// Refused: the key has had `limit` failures; wait this many seconds.
+    Blocked(i64),
+    /// Over the limit only because other attempts are still being checked: not counted; try
+    /// again in a moment, when they have finished.
+    Busy,
+}
+
 /// Counts a login attempt for `key` *before* its password is checked, so that parallel
-/// guesses cannot all pass an earlier check. The increment is the transaction's first
-/// statement (`failures = failures + 1`: atomic on both databases). From `limit` attempts in
-/// `window` on, the key is blocked for a time that doubles with each further attempt (30 s,
-/// 60 s, … at most an hour). Returns the attempts counted, and the seconds to wait when this
-/// attempt is over the limit.
+/// guesses cannot all pass an earlier check: the increment is the transaction's first
+/// statement (`failures = failures + 1`, atomic on both databases), and at most `limit`
+/// attempts are ever counted and unresolved at once. `failures` holds failed attempts plus
+/// those in flight (`in_flight`); an attempt that would go over the limit while some are still
+/// in flight takes itself back and is `Busy`; over the limit with `limit` failures settled, it
+/// is `Blocked` for a time that doubles with each further attempt (30 s, 60 s, … at most an
+/// hour). The window starts again `window` seconds after its first attempt.
 pub fn count_attempt(
     conn: &mut AnyConnection,
     key: &str,
     now: i64,
     window: i64,
     limit: i32,
-) -> Result<(i32, Option<i64>), StoreError> {
+) -> Result<Attempt, StoreError> {
     conn.transaction(|c| {
         let bumped = diesel::update(
             t::login_throttle
                 .filter(t::throttle_key.eq(key))
                 .filter(t::window_start.gt(now - window)),
         )
-        .set(t::failures.eq(t::failures + 1))
+        .set((
+            t::failures.eq(t::failures + 1),
+            t::in_flight.eq(t::in_flight + 1),
+        ))
         .execute(c)?;
         if bumped == 0 {
             // No row yet, or its window is over: a new window starts with this attempt.
             let reset = diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
                 .set((
                     t::failures.eq(1),
+                    t::in_flight.eq(1),
                     t::window_start.eq(now),
                     t::blocked_until.eq(None::<i64>),
                 ))
@@ -96,6 +114,7 @@ pub fn count_attempt(
                 let values = (
                     t::throttle_key.eq(key),
                     t::failures.eq(1),
+                    t::in_flight.eq(1),
                     t::window_start.eq(now),
                     t::blocked_until.eq(None::<i64>),
                 );
@@ -105,32 +124,78 @@ pub fn count_attempt(
                     .execute(c))?;
                 if inserted == 0 {
                     diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
-                        .set(t::failures.eq(t::failures + 1))
+                        .set((
+                            t::failures.eq(t::failures + 1),
+                            t::in_flight.eq(t::in_flight + 1),
+                        ))
                         .execute(c)?;
                 }
             }
         }
-        let rows: Vec<(i32, Option<i64>)> = t::login_throttle
+        let rows: Vec<(i32, i32, Option<i64>)> = t::login_throttle
             .filter(t::throttle_key.eq(key))
-            .select((t::failures, t::blocked_until))
+            .select((t::failures, t::in_flight, t::blocked_until))
             .load(c)?;
-        let (failures, blocked_until) = rows.into_iter().next().unwrap_or((1, None));
-        if failures < limit {
-            return Ok((failures, None));
+        let (failures, in_flight, blocked_until) = rows.into_iter().next().unwrap_or((1, 1, None));
+        if failures <= limit {
+            return Ok(Attempt::Go);
         }
+        let settled = failures - in_flight;
+        if settled < limit {
+            // Others are being checked; their outcome decides. Take this one back.
+            diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
+                .set((
+                    t::failures.eq(t::failures - 1),
+                    t::in_flight.eq(t::in_flight - 1),
+                ))
+                .execute(c)?;
+            return Ok(Attempt::Busy);
+        }
+        // Refused, and it counts: the block grows with each attempt past the limit.
         let doublings = (failures - limit).min(7) as u32;
         let until = now + (30i64 << doublings).min(3600);
         diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
-            .set(t::blocked_until.eq(until))
+            .set((
+                t::blocked_until.eq(until),
+                t::in_flight.eq(t::in_flight - 1),
+            ))
             .execute(c)?;
-        // The limit-th attempt itself is still checked; the ones after it wait.
-        let wait = (failures > limit).then(|| blocked_until.unwrap_or(until).max(until) - now);
-        Ok((failures, wait))
+        Ok(Attempt::Blocked(
+            blocked_until.unwrap_or(until).max(until) - now,
+        ))
     })
 }
 
-/// Takes back one counted attempt (a successful login from an address), unblocking the key
-/// when it falls under `limit`.
+/// A counted attempt failed: it stays counted, and no longer in flight. The `limit`-th
+/// settled failure blocks the key for 30 s.
+pub fn settle_failure(
+    conn: &mut AnyConnection,
+    key: &str,
+    now: i64,
+    limit: i32,
+) -> Result<(), StoreError> {
+    conn.transaction(|c| {
+        diesel::update(
+            t::login_throttle
+                .filter(t::throttle_key.eq(key))
+                .filter(t::in_flight.gt(0)),
+        )
+        .set(t::in_flight.eq(t::in_flight - 1))
+        .execute(c)?;
+        diesel::update(
+            t::login_throttle
+                .filter(t::throttle_key.eq(key))
+                .filter((t::failures - t::in_flight).ge(limit))
+                .filter(t::blocked_until.is_null()),
+        )
+        .set(t::blocked_until.eq(now + 30))
+        .execute(c)?;
+        Ok(())
+    })
+}
+
+/// A counted attempt succeeded: it is taken back (no longer a failure, no longer in flight),
+/// unblocking the key when it falls under `limit`.
 pub fn forgive(conn: &mut AnyConnection, key: &str, limit: i32) -> Result<(), StoreError> {
     diesel::update(
         t::login_throttle
@@ -138,6 +203,13 @@ pub fn forgive(conn: &mut AnyConnection, key: &str, limit: i32) -> Result<(), St
             .filter(t::failures.gt(0)),
     )
     .set(t::failures.eq(t::failures - 1))
+    .execute(conn)?;
+    diesel::update(
+        t::login_throttle
+            .filter(t::throttle_key.eq(key))
+            .filter(t::in_flight.gt(0)),
+    )
+    .set(t::in_flight.eq(t::in_flight - 1))
     .execute(conn)?;
     diesel::update(
         t::login_throttle

@@ -146,6 +146,30 @@ async fn the_openidconnect_crate_signs_a_person_in_and_reads_userinfo() {
         "offline_access: a refresh token"
     );
 
+    // A refresh through the library: a rotated refresh token and a new ID token for the same
+    // person and sign-in, without a nonce (OIDC Core §12.2), which the library verifies.
+    let refreshed = client
+        .exchange_refresh_token(token.refresh_token().unwrap())
+        .unwrap()
+        .request_async(&http_client)
+        .await
+        .expect("refresh");
+    assert_ne!(
+        refreshed.refresh_token().unwrap().secret(),
+        token.refresh_token().unwrap().secret(),
+        "rotated"
+    );
+    let new_id = refreshed.id_token().expect("an ID token on refresh");
+    let new_claims = new_id
+        .claims(&id_verifier, |n: Option<&Nonce>| {
+            n.is_none()
+                .then_some(())
+                .ok_or_else(|| "a refreshed ID token carries no nonce".to_string())
+        })
+        .expect("the refreshed ID token verifies");
+    assert_eq!(new_claims.subject(), claims.subject());
+    assert_eq!(new_claims.auth_time(), claims.auth_time());
+
     // userinfo through the library, with the subject the ID token named.
     let info: CoreUserInfoClaims = client
         .user_info(token.access_token().clone(), Some(claims.subject().clone()))

@@ -265,6 +265,20 @@ pub async fn refresh(
         grants::Rotation::Rotated(family) => {
             let (access_token, claims) =
                 mint_access_token(state, client, &family.user_id, &scope, aud)?;
+            // OIDC Core §12.2: a refresh of an OpenID grant returns a new ID token with the
+            // same subject and auth_time, and no nonce (as Keycloak and node-oidc-provider do).
+            let id_token = if scope.contains("openid") {
+                Some(mint_id_token(
+                    state,
+                    client,
+                    &family.user_id,
+                    family.auth_time,
+                    None,
+                    &access_token,
+                )?)
+            } else {
+                None
+            };
             state
                 .metrics
                 .tokens_issued
@@ -276,7 +290,7 @@ pub async fn refresh(
                 expires_in: state.config.access_token_ttl.as_secs(),
                 scope: claims.scope,
                 refresh_token: Some(new_raw),
-                id_token: None,
+                id_token,
             })
         }
         grants::Rotation::Reused { family_id } => {

@@ -277,7 +277,11 @@ pub fn main() -> i32 {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             crate::telemetry::init_logging(&config);
-            actix_rt::System::new().block_on(crate::app::serve(config))
+            let result = actix_rt::System::new().block_on(crate::app::serve(config));
+            if result.is_ok() {
+                exit_without_library_cleanup();
+            }
+            result
         }
         command => run_command(command, config).and_then(|out| {
             let mut stdout = std::io::stdout().lock();
@@ -294,6 +298,20 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// Ends the server process once it has drained, without running the C libraries' `atexit`
+/// handlers. libpq's OpenSSL registers a cleanup that frees its global state at exit; a
+/// thread still inside libpq at that moment (a pooled connection being opened or closed by a
+/// pool thread) makes that cleanup crash: a SIGSEGV in libcrypto.so.3 on the main thread was
+/// seen after SIGTERM, once, at the end of a three-minute PostgreSQL load. Nothing is left to
+/// flush: logs go to stderr unbuffered, and the server writes nothing to stdout.
+fn exit_without_library_cleanup() -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process at once; no Rust state is used after it.
+    unsafe { libc::_exit(0) }
 }
 
 /// Opens the store for a one-shot command: migrations run, the instance secret must match,

@@ -421,7 +421,7 @@ async fn codes_are_bound_to_their_client_and_verifier_and_consent_needs_its_csrf
         "--name",
         "Other",
         "--grant-types",
-        "authorization_code",
+        "authorization_code,refresh_token",
         "--redirect-uri",
         CB,
     ]);
@@ -481,8 +481,29 @@ async fn codes_are_bound_to_their_client_and_verifier_and_consent_needs_its_csrf
         400,
         "a wrong verifier"
     );
-    let (status, _) = redeem(&f, (&f.web.0, &f.web.1), &code, &verifier).await;
+    let (status, tokens) = redeem(&f, (&f.web.0, &f.web.1), &code, &verifier).await;
     assert_eq!(status, 200, "neither attempt burned the code");
+
+    // Client B with A's refresh token: refused, and A's token is left untouched.
+    let stolen = tokens["refresh_token"].as_str().expect("a refresh token");
+    let res = http()
+        .post(f.server.url("/oauth2/token"))
+        .basic_auth(other_creds.0, Some(other_creds.1))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", stolen)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(
+        err["error"], "invalid_grant",
+        "client B with A's refresh token"
+    );
+    assert_eq!(
+        refresh(&f, stolen).await.0,
+        200,
+        "A's refresh token still works"
+    );
 }
 
 #[actix_web::test]

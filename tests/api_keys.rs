@@ -809,6 +809,13 @@ async fn bad_input_gets_the_envelope_never_a_500() {
         "invalid_request",
         "a form",
     );
+    // `curl -d '{…}'` labels JSON as a form: the syntax decides, not the label.
+    let curl_style = post_raw(
+        r#"{"name":"from curl","scopes":["read"]}"#.into(),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!(curl_style.0, 201, "{}", curl_style.2);
     let huge = format!(
         "{{\"name\":\"{}\",\"scopes\":[\"read\"]}}",
         "x".repeat(70 * 1024)

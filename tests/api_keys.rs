@@ -905,42 +905,57 @@ async fn bad_input_gets_the_envelope_never_a_500() {
     .await;
     assert_eq!(name200.0, 201, "200 characters is a valid name");
 
-    assert_error(
-        &v1(&server, "GET", "/v1/api-keys?limit=0", Some(&root), None).await,
-        400,
-        "invalid_request",
-        "limit 0",
-    );
-    assert_error(
-        &v1(&server, "GET", "/v1/api-keys?limit=abc", Some(&root), None).await,
-        400,
-        "invalid_request",
-        "limit abc",
-    );
-    assert_error(
-        &v1(&server, "GET", "/v1/api-keys?sort=name", Some(&root), None).await,
-        400,
-        "invalid_request",
-        "an unknown parameter",
-    );
-    assert_error(
-        &v1(&server, "GET", "/v1/api-keys/key_nope", Some(&root), None).await,
-        404,
-        "not_found",
-        "an unknown id",
-    );
-    assert_error(
-        &v1(&server, "GET", "/v1/nothing-here", Some(&root), None).await,
-        404,
-        "not_found",
-        "an unknown route",
-    );
-    assert_error(
-        &v1(&server, "PUT", "/v1/api-keys", Some(&root), None).await,
-        405,
-        "invalid_request",
-        "a wrong method",
-    );
+    for (method, path, status, code, what) in [
+        (
+            "GET",
+            "/v1/api-keys?limit=0",
+            400,
+            "invalid_request",
+            "limit 0",
+        ),
+        (
+            "GET",
+            "/v1/api-keys?limit=abc",
+            400,
+            "invalid_request",
+            "limit abc",
+        ),
+        (
+            "GET",
+            "/v1/api-keys?sort=name",
+            400,
+            "invalid_request",
+            "an unknown parameter",
+        ),
+        (
+            "GET",
+            "/v1/api-keys/key_nope",
+            404,
+            "not_found",
+            "an unknown id",
+        ),
+        (
+            "GET",
+            "/v1/nothing-here",
+            404,
+            "not_found",
+            "an unknown route",
+        ),
+        (
+            "PUT",
+            "/v1/api-keys",
+            405,
+            "invalid_request",
+            "a wrong method",
+        ),
+    ] {
+        assert_error(
+            &v1(&server, method, path, Some(&root), None).await,
+            status,
+            code,
+            what,
+        );
+    }
     let grace = v1(
         &server,
         "POST",

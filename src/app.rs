@@ -25,6 +25,8 @@ pub struct AppState {
     pub keys: KeyRing,
     pub metrics: Metrics,
     pub jwks_cache: JwksCache,
+    /// `rate_limit_per_minute` of API keys, counted on this node.
+    pub rate_limiter: crate::api::rate_limit::RateLimiter,
     /// The RFC 8414 document, serialized once.
     pub metadata: String,
     /// The OpenID Provider document, serialized once.
@@ -71,6 +73,7 @@ pub fn prepare(config: Config) -> anyhow::Result<AppState> {
         keys,
         metrics: Metrics::new(),
         jwks_cache: JwksCache::new()?,
+        rate_limiter: crate::api::rate_limit::RateLimiter::new(),
     })
 }
 

@@ -1128,3 +1128,46 @@ async fn the_cli_refuses_bad_input_with_one_line() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[actix_web::test]
+async fn a_key_over_its_rate_limit_waits_and_recovers() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    let (_, root) = cli_key(&server, "acme", "live", ALL, &[]);
+    let limited = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&root),
+        Some(json!({"name": "batch", "scopes": ["read"], "rate_limit_per_minute": 60})),
+    )
+    .await;
+    assert_eq!(limited.0, 201);
+    assert_eq!(limited.2["rate_limit_per_minute"], 60);
+    let key = limited.2["api_key"].as_str().unwrap().to_string();
+    // A minute's worth may come at once...
+    for i in 0..60 {
+        let got = v1(&server, "GET", "/v1/utils/authtest", Some(&key), None).await;
+        assert_eq!(got.0, 200, "request {i}");
+    }
+    // ... the next waits, told how long.
+    let over = v1(&server, "GET", "/v1/utils/authtest", Some(&key), None).await;
+    assert_error(&over, 429, "rate_limited", "over the limit");
+    let wait: u64 = over.1["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Another key is not held back by this one.
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&root), None)
+            .await
+            .0,
+        200
+    );
+    // The limit recovers: one request a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100 * wait)).await;
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&key), None)
+            .await
+            .0,
+        200
+    );
+}

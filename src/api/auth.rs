@@ -147,6 +147,12 @@ pub async fn authenticate(
         {
             return Err(ApiError::ip_not_allowed());
         }
+        if let Some(limit) = row.rate_limit_per_minute {
+            state
+                .rate_limiter
+                .check(&row.id, limit.max(1) as u32)
+                .map_err(ApiError::rate_limited)?;
+        }
         touch_later(state, &row, now);
         return Ok(Caller {
             org_id: row.org_id,

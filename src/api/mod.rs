@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod organization;
+pub mod rate_limit;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -79,6 +80,16 @@ impl ApiError {
     }
     pub fn invalid_request(m: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", m)
+    }
+    pub fn rate_limited(retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("this key is over its rate limit; retry in {retry_after} s"),
+            )
+        }
     }
     pub fn conflict(m: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", m)

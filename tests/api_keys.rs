@@ -1139,14 +1139,16 @@ async fn a_key_over_its_rate_limit_waits_and_recovers() {
         "POST",
         "/v1/api-keys",
         Some(&root),
-        Some(json!({"name": "batch", "scopes": ["read"], "rate_limit_per_minute": 60})),
+        Some(json!({"name": "batch", "scopes": ["read"], "rate_limit_per_minute": 20})),
     )
     .await;
     assert_eq!(limited.0, 201);
-    assert_eq!(limited.2["rate_limit_per_minute"], 60);
+    assert_eq!(limited.2["rate_limit_per_minute"], 20);
     let key = limited.2["api_key"].as_str().unwrap().to_string();
+    // A resource server's client, made before the clock matters (the CLI takes a while).
+    let (cid, csecret) = server.cc_client("acme", &[]);
     // A minute's worth may come at once...
-    for i in 0..60 {
+    for i in 0..20 {
         let got = v1(&server, "GET", "/v1/utils/authtest", Some(&key), None).await;
         assert_eq!(got.0, 200, "request {i}");
     }
@@ -1154,7 +1156,7 @@ async fn a_key_over_its_rate_limit_waits_and_recovers() {
     let over = v1(&server, "GET", "/v1/utils/authtest", Some(&key), None).await;
     assert_error(&over, 429, "rate_limited", "over the limit");
     let wait: u64 = over.1["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=2).contains(&wait), "{wait}");
+    assert!((1..=3).contains(&wait), "{wait}");
     // Another key is not held back by this one.
     assert_eq!(
         v1(&server, "GET", "/v1/utils/authtest", Some(&root), None)
@@ -1162,7 +1164,34 @@ async fn a_key_over_its_rate_limit_waits_and_recovers() {
             .0,
         200
     );
-    // The limit recovers: one request a second.
+    // Introspection with the caller's client_ip applies the same count; without it, not.
+    let intro = |with_ip: bool| {
+        let (cid, csecret, key) = (cid.clone(), csecret.clone(), key.clone());
+        let url = server.url("/oauth2/introspect");
+        async move {
+            let mut form = vec![("token", key)];
+            if with_ip {
+                form.push(("client_ip", "127.0.0.1".to_string()));
+            }
+            http()
+                .post(url)
+                .basic_auth(cid, Some(csecret))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        intro(true).await,
+        json!({"active": false}),
+        "over the limit"
+    );
+    assert_eq!(intro(false).await["active"], true, "no client_ip, no count");
+    // The limit recovers: one request every 3 s.
     tokio::time::sleep(std::time::Duration::from_millis(1100 * wait)).await;
     assert_eq!(
         v1(&server, "GET", "/v1/utils/authtest", Some(&key), None)

@@ -76,7 +76,7 @@ pub async fn introspect(
 
 /// Introspection of an API key: active when the key is live, of the caller's organization,
 /// and — when the resource server passes the caller's `client_ip` — allowed from that
-/// address by the key's and the organization's allowlists. One blocking call reads the
+/// address by the key's and the organization's allowlists and within the key's rate limit. One blocking call reads the
 /// client and the key (indexed reads only) and writes nothing.
 async fn introspect_api_key(
     state: &web::Data<AppState>,
@@ -120,7 +120,17 @@ async fn introspect_api_key(
                 && client_ip.is_none_or(|ip| {
                     apikey::stored_list_allows(&org_ips, Some(ip))
                         && apikey::stored_list_allows(&row.allowed_ips, Some(ip))
-                }) =>
+                })
+                // With client_ip the resource server asks on its caller's behalf: the key's
+                // rate limit applies (the same per-node count as /v1), and a key over it is
+                // not usable now — inactive, failing closed.
+                && (client_ip.is_none()
+                    || row.rate_limit_per_minute.is_none_or(|limit| {
+                        state
+                            .rate_limiter
+                            .check(&row.id, limit.max(1) as u32)
+                            .is_ok()
+                    })) =>
         {
             crate::api::auth::touch_later(state, &row, now);
             let mut body = json!({

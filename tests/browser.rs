@@ -23,11 +23,17 @@ struct Chrome {
 impl Drop for Chrome {
     fn drop(&mut self) {
         // chromedriver and the chromium it started share a process group of their own: end
-        // all of it, so no browser outlives the test.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(format!("-{}", self.driver.id()))
-            .status();
+        // all of it, so no browser outlives the test. Signalled with kill(2) itself: Debian's procps `kill`
+        // 4.0.2 took `kill -TERM -PGID` for "every process" and ended the whole machine (the
+        // CI run that died with exit -1 at the end of this test).
+        if let Ok(pgid) = i32::try_from(self.driver.id()) {
+            if pgid > 1 {
+                // SAFETY: kill(2) with a negative pid signals exactly that process group.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGTERM);
+                }
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -48,6 +54,9 @@ async fn chrome() -> Chrome {
     let driver = Command::new(driver_bin)
         .arg(format!("--port={port}"))
         .process_group(0)
+        // Never the test's standard input: a browser that read it would eat the input of
+        // whatever runs the tests (a CI runner's command stream).
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

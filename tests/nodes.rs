@@ -42,6 +42,7 @@ impl Node {
             .env("LATCHKEY_ISSUER", "http://latchkey.test")
             .current_dir(dir)
             .arg("serve")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -64,13 +65,13 @@ impl Node {
         panic!("latchkey at {} never became ready", self.base);
     }
 
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+    fn signal(&self, sig: i32) {
+        // kill(2) itself, not the `kill` program (whose argument parsing once took a process
+        // group for "every process").
+        let pid = i32::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig})");
     }
 
     fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
@@ -216,7 +217,7 @@ fn the_embedded_default_creates_its_database_secret_and_keys_then_drains_on_sigt
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    node.signal("TERM");
+    node.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     s.write_all(&body.as_bytes()[10..]).unwrap();
     let (status, json) = read_response(&mut s);
@@ -230,7 +231,7 @@ fn the_embedded_default_creates_its_database_secret_and_keys_then_drains_on_sigt
 fn ctrl_c_also_stops_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::spawn(&[("LATCHKEY_SECRET".into(), SECRET_B64.into())], dir.path());
-    node.signal("INT");
+    node.signal(libc::SIGINT);
     let exit = node.wait_exit(Duration::from_secs(35));
     assert!(exit.success(), "{exit:?}");
     assert!(
@@ -409,7 +410,7 @@ fn json_logs_carry_request_ids_and_never_a_secret_or_token() {
         "grant_type=client_credentials",
     );
 
-    node.signal("TERM");
+    node.signal(libc::SIGTERM);
     assert!(node.wait_exit(Duration::from_secs(35)).success());
     let mut logs = String::new();
     node.child
@@ -612,7 +613,7 @@ fn logs_of_a_whole_api_key_run_hold_no_key() {
     assert_eq!(status, 200);
     assert_eq!(v1_get(&node.base, "/v1/utils/authtest", key).0, 401);
 
-    node.signal("TERM");
+    node.signal(libc::SIGTERM);
     assert!(node.wait_exit(Duration::from_secs(35)).success());
     let mut logs = String::new();
     node.child

@@ -74,19 +74,6 @@ impl Caller {
     }
 }
 
-/// Scopes a person who is not an admin of the organization never holds at `/v1`, whatever
-/// the client asked for (SPEC §4).
-fn admin_only() -> Scopes {
-    Scopes::parse([
-        "admin",
-        "keys:manage",
-        "clients:manage",
-        "users:manage",
-        "audit:read",
-    ])
-    .expect("known scopes")
-}
-
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
@@ -142,9 +129,7 @@ pub async fn authenticate(
         if !row.is_live(now) {
             return Err(ApiError::unauthorized("This API key has expired"));
         }
-        if !apikey::stored_list_allows(&org_ips, ip)
-            || !apikey::stored_list_allows(&row.allowed_ips, ip)
-        {
+        if !row.allowed_from(&org_ips, ip) {
             return Err(ApiError::ip_not_allowed());
         }
         if let Some(limit) = row.rate_limit_per_minute {
@@ -173,10 +158,7 @@ pub async fn verify_key(
     state: &web::Data<AppState>,
     key: apikey::WellFormed<'_>,
 ) -> Result<Option<(ApiKeyRow, String)>, ApiError> {
-    let hashes = state
-        .secrets
-        .hashes_all(Purpose::StoredSecret, &apikey::hash_input(key.raw));
-    state.metrics.api_key_lookups.inc();
+    let hashes = lookup_hashes(state, key);
     let found = state
         .store
         .run(move |c| store::api_keys::find_by_hash(c, &hashes))
@@ -184,6 +166,15 @@ pub async fn verify_key(
     // The environment is part of the key string, which the hash covers; a mismatch means a
     // corrupt row, which must not authenticate.
     Ok(found.filter(|(row, _)| row.environment == key.environment.as_str()))
+}
+
+/// The keyed hashes a well-formed key is looked up by (one per configured instance secret),
+/// counted in `latchkey_api_key_lookups_total`: every caller that looks a key up gets them here.
+pub fn lookup_hashes(state: &AppState, key: apikey::WellFormed<'_>) -> Vec<String> {
+    state.metrics.api_key_lookups.inc();
+    state
+        .secrets
+        .hashes_all(Purpose::StoredSecret, &apikey::hash_input(key.raw))
 }
 
 /// Records `last_used_at` in the background when the stored one is over a minute old: at
@@ -246,7 +237,7 @@ async fn verify_access_token(
     }
     let mut scopes = Scopes::from_claim(claims.scope.as_deref().unwrap_or(""));
     if !admin {
-        scopes = scopes.without(admin_only());
+        scopes = scopes.without(Scopes::ADMIN_ONLY);
     }
     Ok(Caller {
         org_id: claims.org_id,

@@ -91,11 +91,7 @@ async fn introspect_api_key(
         ),
         None => None,
     };
-    let hashes = state.secrets.hashes_all(
-        crate::crypto::Purpose::StoredSecret,
-        &apikey::hash_input(key.raw),
-    );
-    state.metrics.api_key_lookups.inc();
+    let hashes = crate::api::auth::lookup_hashes(state, key);
     let id = presented.client_id().to_string();
     let (client, found) = state
         .store
@@ -117,10 +113,7 @@ async fn introspect_api_key(
             if row.org_id == client.org_id
                 && row.is_live(now)
                 && row.environment == key.environment.as_str()
-                && client_ip.is_none_or(|ip| {
-                    apikey::stored_list_allows(&org_ips, Some(ip))
-                        && apikey::stored_list_allows(&row.allowed_ips, Some(ip))
-                })
+                && client_ip.is_none_or(|ip| row.allowed_from(&org_ips, Some(ip)))
                 // With client_ip the resource server asks on its caller's behalf: the key's
                 // rate limit applies (the same per-node count as /v1), and a key over it is
                 // not usable now — inactive, failing closed.

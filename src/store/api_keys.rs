@@ -36,6 +36,13 @@ impl ApiKeyRow {
     pub fn is_live(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
     }
+
+    /// Whether `ip` may use the key: its own allowlist and its organization's (`org_ips`,
+    /// stored form) both allow it.
+    pub fn allowed_from(&self, org_ips: &str, ip: Option<std::net::IpAddr>) -> bool {
+        crate::apikey::stored_list_allows(org_ips, ip)
+            && crate::apikey::stored_list_allows(&self.allowed_ips, ip)
+    }
 }
 
 /// The key whose keyed hash is one of `hashes` (one per configured instance secret), with its

@@ -27,6 +27,8 @@ pub struct AppState {
     pub jwks_cache: JwksCache,
     /// `rate_limit_per_minute` of API keys, counted on this node.
     pub rate_limiter: crate::api::rate_limit::RateLimiter,
+    /// Refused credentials recorded in the audit log in the last minute, on this node.
+    pub refusals: crate::audit::Refusals,
     /// The RFC 8414 document, serialized once.
     pub metadata: String,
     /// The OpenID Provider document, serialized once.
@@ -74,6 +76,7 @@ pub fn prepare(config: Config) -> anyhow::Result<AppState> {
         metrics: Metrics::new(),
         jwks_cache: JwksCache::new()?,
         rate_limiter: crate::api::rate_limit::RateLimiter::new(),
+        refusals: crate::audit::Refusals::default(),
     })
 }
 
@@ -141,7 +144,9 @@ pub fn spawn_background(state: web::Data<AppState>) -> Vec<actix_rt::task::JoinH
                 .run(|c| {
                     let now = store::now();
                     Ok(store::tokens::purge_expired(c, now)?
-                        + store::sessions::purge_expired(c, now, 15 * 60)?)
+                        + store::sessions::purge_expired(c, now, 15 * 60)?
+                        + store::idempotency::purge(c, now)?
+                        + store::audit::purge(c, now - crate::audit::RETENTION_SECS)?)
                 })
                 .await
             {

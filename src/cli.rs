@@ -10,11 +10,9 @@ use serde_json::{json, Value};
 
 use crate::apikey::AllowedIps;
 use crate::config::Config;
-use crate::crypto::{self, random_base62, Purpose, Secrets};
+use crate::crypto::{self, Secrets};
 use crate::keys::Alg;
-use crate::oauth::client::{apply_spec, AuthMethod, Client, ClientSpec, ClientView, GrantType};
-use crate::oauth::client_auth::secret_hash_input;
-use crate::oauth::scope::ScopeSet;
+use crate::oauth::client::{apply_spec, Client, ClientSpec, ClientView};
 use crate::store::{self, clients, orgs, Store, StoreError};
 
 #[derive(Parser)]
@@ -362,7 +360,12 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
             let (store, _) = open(&config)?;
             let mut conn = store.conn().map_err(store_err)?;
             let found = orgs::find(&mut conn, &org).map_err(store_err)?;
-            let row = orgs::set_allowed_ips(&mut conn, &found.id, &allowed.to_stored())
+            let event = crate::audit::Context::cli(&found.id).event(
+                "organization.updated",
+                Some(&found.id),
+                serde_json::json!({"allowed_ips": allowed.names()}),
+            );
+            let row = orgs::set_allowed_ips(&mut conn, &found.id, &allowed.to_stored(), &event)
                 .map_err(store_err)?
                 .ok_or_else(|| anyhow!("no organization {org:?}"))?;
             Ok(serde_json::to_value(orgs::OrgView::of(&row))?)
@@ -427,7 +430,12 @@ fn api_key_command(command: ApiKeyCommand, config: &Config) -> anyhow::Result<Va
                 "cli",
                 now,
             );
-            store::api_keys::insert(&mut conn, &row).map_err(store_err)?;
+            let event = crate::audit::Context::cli(&org.id).event(
+                "api_key.created",
+                Some(&row.id),
+                crate::api::api_keys::key_summary(&row),
+            );
+            store::api_keys::insert(&mut conn, &row, &event).map_err(store_err)?;
             eprintln!("Copy the key now: it is shown only once.");
             Ok(view_with_secret(&row, &secret))
         }
@@ -578,30 +586,9 @@ fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Val
             if spec.grant_types.is_none() {
                 bail!("--grant-types is required");
             }
-            let blank = Client {
-                client_id: random_base62(24),
-                org_id: org.id,
-                name: String::new(),
-                auth_method: AuthMethod::ClientSecretBasic,
-                secret_hash: None,
-                secret_enc: None,
-                grant_types: vec![GrantType::ClientCredentials],
-                redirect_uris: vec![],
-                post_logout_redirect_uris: vec![],
-                scopes: ScopeSet::default(),
-                audiences: vec![],
-                jwks: None,
-                jwks_uri: None,
-                access_token_alg: Alg::ES256,
-                id_token_alg: Alg::RS256,
-                public: false,
-                native: false,
-                skip_consent: false,
-                created_at: now,
-                updated_at: now,
-            };
+            let blank = Client::blank(&org.id, now);
             let mut client = apply_spec(blank, &spec).map_err(|e| anyhow!("{e}"))?;
-            let secret = set_secret(&mut client, &secrets);
+            let secret = client.issue_secret(&secrets);
             clients::insert(&mut conn, &client).map_err(store_err)?;
             eprintln!(
                 "client {} created{}",
@@ -619,22 +606,9 @@ fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Val
                 .map_err(store_err)?
                 .ok_or_else(|| anyhow!("no client {client_id:?}"))?;
             let spec = options.to_spec(false)?;
-            let had_secret = existing.auth_method.has_secret();
-            let was_jwt = existing.auth_method == AuthMethod::ClientSecretJwt;
-            let mut client = apply_spec(existing, &spec).map_err(|e| anyhow!("{e}"))?;
-            client.updated_at = now;
-            // A change of method that needs another form of secret issues a new one.
-            let secret = if client.auth_method.has_secret()
-                && (!had_secret || was_jwt != (client.auth_method == AuthMethod::ClientSecretJwt))
-            {
-                set_secret(&mut client, &secrets)
-            } else {
-                if !client.auth_method.has_secret() {
-                    client.secret_hash = None;
-                    client.secret_enc = None;
-                }
-                None
-            };
+            let (client, secret) = existing
+                .updated(&spec, &secrets, now)
+                .map_err(|e| anyhow!("{e}"))?;
             clients::update(&mut conn, &client).map_err(store_err)?;
             Ok(serde_json::to_value(ClientView::of(&client, secret))?)
         }
@@ -650,28 +624,6 @@ fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Val
     }
 }
 
-/// Issues a new secret for a client that uses one: a keyed hash for the secret methods, the
-/// secret itself encrypted for `client_secret_jwt` (it must serve as the HMAC key).
-fn set_secret(client: &mut Client, secrets: &Secrets) -> Option<String> {
-    if !client.auth_method.has_secret() {
-        client.secret_hash = None;
-        client.secret_enc = None;
-        return None;
-    }
-    let secret = random_base62(43);
-    if client.auth_method == AuthMethod::ClientSecretJwt {
-        client.secret_enc = Some(secrets.encrypt(secret.as_bytes(), client.client_id.as_bytes()));
-        client.secret_hash = None;
-    } else {
-        client.secret_hash = Some(secrets.hash(
-            Purpose::StoredSecret,
-            &secret_hash_input(&client.client_id, &secret),
-        ));
-        client.secret_enc = None;
-    }
-    Some(secret)
-}
-
 fn user_command(command: UserCommand, config: &Config) -> anyhow::Result<Value> {
     let UserCommand::Create {
         org,
@@ -684,18 +636,8 @@ fn user_command(command: UserCommand, config: &Config) -> anyhow::Result<Value> 
     if !password_stdin {
         bail!("--password-stdin is required: passwords are read from standard input, never from arguments");
     }
-    let username = crate::people::validate_username(&username).map_err(|e| anyhow!("{e}"))?;
-    if let Some(e) = &email {
-        if !e.contains('@') || e.chars().any(char::is_whitespace) || e.len() > 254 {
-            bail!("email: {e:?} is not an email address");
-        }
-    }
-    if name
-        .as_ref()
-        .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200)
-    {
-        bail!("name: 1 to 200 characters");
-    }
+    let person = crate::people::NewPerson::check(&username, email, name, admin)
+        .map_err(|(_, e)| anyhow!("{e}"))?;
     let mut password = String::new();
     std::io::stdin()
         .read_line(&mut password)
@@ -707,21 +649,14 @@ fn user_command(command: UserCommand, config: &Config) -> anyhow::Result<Value> 
     let (store, _) = open(config)?;
     let mut conn = store.conn().map_err(store_err)?;
     let org = orgs::find(&mut conn, &org).map_err(store_err)?;
-    let now = store::now();
-    let row = store::users::UserRow {
-        id: format!("usr_{}", random_base62(20)),
-        org_id: org.id,
-        username_key: crate::people::username_key(&username),
-        username,
-        email,
-        email_verified: 0,
-        name: name.map(|n| n.trim().to_string()),
-        is_admin: admin as i32,
-        password_hash: crate::people::hash_password(password).map_err(|e| anyhow!("{e}"))?,
-        created_at: now,
-        updated_at: now,
-    };
-    store::users::insert(&mut conn, &row).map_err(store_err)?;
+    let hash = crate::people::hash_password(password).map_err(|e| anyhow!("{e}"))?;
+    let row = person.into_row(&org.id, hash, store::now());
+    let event = crate::audit::Context::cli(&row.org_id).event(
+        "user.created",
+        Some(&row.id),
+        serde_json::json!({"username": row.username, "admin": row.is_admin != 0}),
+    );
+    store::users::insert(&mut conn, &row, &event).map_err(store_err)?;
     eprintln!("user {} created", row.username);
     Ok(serde_json::to_value(store::users::UserView::of(&row))?)
 }

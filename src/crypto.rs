@@ -114,6 +114,9 @@ pub enum Purpose {
     SecretCheck,
     /// CSRF tokens of the pages' forms.
     Csrf,
+    /// Idempotency-Key records: their lookup hash, and the keys their responses are sealed
+    /// under.
+    Idempotency,
 }
 
 impl Purpose {
@@ -122,6 +125,7 @@ impl Purpose {
             Purpose::StoredSecret => b"latchkey v1 stored-secret hmac",
             Purpose::SecretCheck => b"latchkey v1 secret-check hmac",
             Purpose::Csrf => b"latchkey v1 csrf hmac",
+            Purpose::Idempotency => b"latchkey v1 idempotency hmac",
         }
     }
 }
@@ -130,6 +134,7 @@ struct Derived {
     stored: hmac::Key,
     check: hmac::Key,
     csrf: hmac::Key,
+    idempotency: hmac::Key,
     encryption: LessSafeKey,
 }
 
@@ -139,8 +144,18 @@ impl Derived {
             Purpose::StoredSecret => &self.stored,
             Purpose::SecretCheck => &self.check,
             Purpose::Csrf => &self.csrf,
+            Purpose::Idempotency => &self.idempotency,
         }
     }
+}
+
+fn sealing_key(k: &Derived, purpose: Purpose, info: &[u8]) -> LessSafeKey {
+    let mut input = b"seal\0".to_vec();
+    input.extend_from_slice(info);
+    let tag = hmac::sign(k.hmac(purpose), &input);
+    LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, tag.as_ref()).expect("an HMAC-SHA-256 tag is 32 bytes"),
+    )
 }
 
 /// The derived keys of every configured secret, newest first.
@@ -175,11 +190,13 @@ impl Secrets {
                 let stored = derive(&prk, Purpose::StoredSecret.label());
                 let check = derive(&prk, Purpose::SecretCheck.label());
                 let csrf = derive(&prk, Purpose::Csrf.label());
+                let idempotency = derive(&prk, Purpose::Idempotency.label());
                 let enc = derive(&prk, b"latchkey v1 aes-256-gcm");
                 Derived {
                     stored: hmac::Key::new(hmac::HMAC_SHA256, &stored),
                     check: hmac::Key::new(hmac::HMAC_SHA256, &check),
                     csrf: hmac::Key::new(hmac::HMAC_SHA256, &csrf),
+                    idempotency: hmac::Key::new(hmac::HMAC_SHA256, &idempotency),
                     encryption: LessSafeKey::new(
                         UnboundKey::new(&AES_256_GCM, &enc).expect("AES-256 key is 32 bytes"),
                     ),
@@ -238,6 +255,36 @@ impl Secrets {
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
         URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// AES-256-GCM under a key of its own: the keyed hash of `info` under `purpose` (newest
+    /// secret). Whoever lacks `info` cannot open it, even with the database and its hashes.
+    pub fn seal_derived(&self, purpose: Purpose, info: &[u8], plaintext: &[u8]) -> String {
+        let key = sealing_key(&self.keys[0], purpose, info);
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce);
+        let mut buf = plaintext.to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+            .expect("AES-GCM sealing of an in-memory buffer cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    pub fn open_derived(&self, purpose: Purpose, info: &[u8], blob: &str) -> Option<Vec<u8>> {
+        let bytes = URL_SAFE_NO_PAD.decode(blob).ok()?;
+        if bytes.len() < NONCE_LEN + aead::AES_256_GCM.tag_len() {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        self.keys.iter().find_map(|k| {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let mut buf = sealed.to_vec();
+            let plain = sealing_key(k, purpose, info)
+                .open_in_place(nonce, Aad::empty(), &mut buf)
+                .ok()?;
+            Some(plain.to_vec())
+        })
     }
 
     pub fn decrypt(&self, blob: &str, context: &[u8]) -> Option<Vec<u8>> {

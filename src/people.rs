@@ -62,6 +62,67 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     }
 }
 
+/// A new person's details, checked (the CLI's `user create` and `POST /v1/users`). Errors
+/// name the field at fault: `(field, message)`.
+pub struct NewPerson {
+    pub username: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub admin: bool,
+}
+
+impl NewPerson {
+    pub fn check(
+        username: &str,
+        email: Option<String>,
+        name: Option<String>,
+        admin: bool,
+    ) -> Result<NewPerson, (&'static str, String)> {
+        let username = validate_username(username).map_err(|e| ("username", e))?;
+        if let Some(e) = &email {
+            if !e.contains('@') || e.chars().any(char::is_whitespace) || e.len() > 254 {
+                return Err(("email", format!("email: {e:?} is not an email address")));
+            }
+        }
+        let name = match name {
+            Some(n) if n.trim().is_empty() || n.chars().count() > 200 => {
+                return Err(("name", "name: 1 to 200 characters".into()))
+            }
+            Some(n) => Some(n.trim().to_string()),
+            None => None,
+        };
+        Ok(NewPerson {
+            username,
+            email,
+            name,
+            admin,
+        })
+    }
+
+    /// The row to store, with the password's Argon2id hash.
+    pub fn into_row(
+        self,
+        org_id: &str,
+        password_hash: String,
+        now: i64,
+    ) -> crate::store::users::UserRow {
+        crate::store::users::UserRow {
+            id: format!("usr_{}", crate::crypto::random_base62(20)),
+            org_id: org_id.to_string(),
+            username_key: username_key(&self.username),
+            username: self.username,
+            email: self.email,
+            email_verified: 0,
+            name: self.name,
+            is_admin: self.admin as i32,
+            password_hash,
+            created_at: now,
+            updated_at: now,
+            created_seq: crate::store::seq_now(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

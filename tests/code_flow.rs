@@ -728,3 +728,90 @@ async fn prompt_login_consent_still_asks_for_consent_after_the_login() {
         "prompt=consent survives the login"
     );
 }
+
+/// Signs ada in, consents and redeems: (browser, refresh token, the authorize URL used).
+async fn signed_in_with_refresh(f: &Flow) -> (Browser, String, String) {
+    let browser = Browser::new();
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(
+        f,
+        &f.web.0,
+        &[
+            ("response_type", "code"),
+            ("redirect_uri", CB),
+            ("scope", "offline_access read"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    let back = login_via(f, &browser, &url).await;
+    let redirect = decide(f, &browser, &back, "allow").await;
+    let code = query_of(&redirect)["code"].clone();
+    let (status, tokens) = redeem(f, (&f.web.0, &f.web.1), &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let rt = tokens["refresh_token"].as_str().unwrap().to_string();
+    (browser, rt, url)
+}
+
+fn consents_of(f: &Flow) -> i64 {
+    use diesel::prelude::*;
+    use latchkey::store::schema::consents::dsl as cs;
+    let mut conn = f.server.state.store.conn().unwrap();
+    cs::consents.count().get_result(&mut conn).unwrap()
+}
+
+#[actix_web::test]
+async fn deleting_a_person_over_v1_ends_their_sessions_refresh_tokens_and_consents() {
+    let f = flow().await;
+    let (browser, rt, url) = signed_in_with_refresh(&f).await;
+    assert_eq!(consents_of(&f), 1);
+    let (_, admin) = cli_key(&f.server, "acme", "live", ALL, &[]);
+    let gone = v1(
+        &f.server,
+        "DELETE",
+        &format!("/v1/users/{}", f.user_id),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(gone.0, 200, "{}", gone.2);
+    let (status, body) = refresh(&f, &rt).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(consents_of(&f), 0);
+    // The browser's session ended: authorize asks for a login again.
+    let (status, headers, _) = browser.get(&url).await;
+    assert_eq!(status, 303);
+    let location = headers["location"].to_str().unwrap();
+    assert!(location.starts_with(&f.server.url("/login?")), "{location}");
+}
+
+#[actix_web::test]
+async fn deleting_a_client_over_v1_revokes_its_refresh_tokens_and_consents() {
+    let f = flow().await;
+    let (_browser, rt, _) = signed_in_with_refresh(&f).await;
+    let (_, admin) = cli_key(&f.server, "acme", "live", ALL, &[]);
+    let gone = v1(
+        &f.server,
+        "DELETE",
+        &format!("/v1/clients/{}", f.web.0),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(gone.0, 200, "{}", gone.2);
+    let (status, _) = refresh(&f, &rt).await;
+    assert_eq!(status, 401, "the client is gone");
+    assert_eq!(consents_of(&f), 0);
+    use diesel::prelude::*;
+    use latchkey::store::schema::refresh_families::dsl as rf;
+    let mut conn = f.server.state.store.conn().unwrap();
+    let live: i64 = rf::refresh_families
+        .filter(rf::revoked_at.is_null())
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(live, 0, "no refresh family of the client is left live");
+}

@@ -22,16 +22,22 @@ use crate::store::{self, api_keys::ApiKeyRow};
 const MAX_GRACE: i64 = 30 * 86_400;
 const DEFAULT_GRACE: i64 = 86_400;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// 1 to 200 characters.
     pub name: String,
+    /// `live` or `sandbox` (default: the caller's).
     pub environment: Option<String>,
+    /// Some of: read, write, delete, admin, keys:manage, clients:manage, users:manage, audit:read.
     pub scopes: Vec<String>,
     #[serde(default)]
     pub allowed_ips: Vec<String>,
+    /// RFC 3339, in the future.
     pub expires_at: Option<String>,
     pub rate_limit_per_minute: Option<i64>,
+    /// At most 50 string values.
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub metadata: Option<Map<String, Value>>,
 }
 
@@ -198,7 +204,7 @@ pub fn mint(
         rate_limit_per_minute: spec.rate_limit_per_minute,
         expires_at: spec.expires_at,
         created_at: now,
-        created_seq: store::api_keys::seq_now(),
+        created_seq: store::seq_now(),
         created_by: created_by.to_string(),
         last_used_at: None,
         revoked_at: None,
@@ -227,6 +233,16 @@ pub fn view(row: &ApiKeyRow) -> Value {
     })
 }
 
+/// What the audit log says of a key: never the key or its hash.
+pub fn key_summary(row: &ApiKeyRow) -> Value {
+    json!({
+        "name": row.name,
+        "key_prefix": row.key_prefix,
+        "environment": row.environment,
+        "scopes": Scopes::from_stored(&row.scopes).names(),
+    })
+}
+
 /// The creation response: the view plus the key, which is never shown again.
 pub fn view_with_secret(row: &ApiKeyRow, secret: &str) -> Value {
     let mut v = view(row);
@@ -234,6 +250,18 @@ pub fn view_with_secret(row: &ApiKeyRow, secret: &str) -> Value {
     v
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys",
+    tag = "api-keys",
+    summary = "Create a key; the key is shown once",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Create a key; the key is shown once", body = super::openapi::ApiKey),
+        (status = 400, description = "Invalid input; `field` names it", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["keys:manage"])),
+)]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -259,9 +287,12 @@ pub async fn create(
         now,
     );
     let stored = row.clone();
+    let event = caller
+        .audit()
+        .event("api_key.created", Some(&row.id), key_summary(&row));
     state
         .store
-        .run(move |c| store::api_keys::insert(c, &stored))
+        .run(move |c| store::api_keys::insert(c, &stored, &event))
         .await?;
     tracing::info!(key_id = %row.id, org_id = %row.org_id, actor = %caller.actor(), "API key created");
     Ok(ok_no_store(
@@ -277,6 +308,18 @@ fn escalation(held: Scopes, wanted: Scopes) -> ApiError {
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/api-keys",
+    tag = "api-keys",
+    summary = "List unrevoked keys in creation order",
+    params(super::Page),
+    responses(
+        (status = 200, description = "List unrevoked keys in creation order", body = super::openapi::ApiKeyList),
+        (status = 400, description = "Invalid input; `field` names it", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["keys:manage"])),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -313,6 +356,18 @@ async fn load(state: &AppState, caller: &Caller, id: String) -> Result<ApiKeyRow
     Ok(row)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/api-keys/{id}",
+    tag = "api-keys",
+    summary = "Read a key (never the key itself)",
+    params(("id" = String, Path, description = "API key id")),
+    responses(
+        (status = 200, description = "Read a key (never the key itself)", body = super::openapi::ApiKey),
+        (status = 404, description = "No such key in the caller's organization", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["keys:manage"])),
+)]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -323,6 +378,18 @@ pub async fn get(
     Ok(ok_no_store(StatusCode::OK, view(&row)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/api-keys/{id}",
+    tag = "api-keys",
+    summary = "Revoke a key at once, on every node",
+    params(("id" = String, Path, description = "API key id")),
+    responses(
+        (status = 200, description = "Revoke a key at once, on every node", body = super::openapi::Deleted),
+        (status = 404, description = "No such key in the caller's organization", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["keys:manage"])),
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -331,9 +398,12 @@ pub async fn delete(
     caller.require("keys:manage")?;
     let row = load(&state, &caller, path.into_inner()).await?;
     let (org, id) = (row.org_id.clone(), row.id.clone());
+    let event = caller
+        .audit()
+        .event("api_key.revoked", Some(&row.id), json!({"name": row.name}));
     let revoked = state
         .store
-        .run(move |c| store::api_keys::revoke(c, &org, &id, store::now()))
+        .run(move |c| store::api_keys::revoke(c, &org, &id, store::now(), &event))
         .await?;
     if !revoked {
         return Err(ApiError::not_found("API key"));
@@ -345,12 +415,28 @@ pub async fn delete(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
+    /// How long the old key keeps working: 0 to 2592000 s, default 86400.
     pub grace_period_seconds: Option<i64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys/{id}/rotate",
+    tag = "api-keys",
+    summary = "Issue a new key with the same settings; the old one works for the grace period",
+    request_body = Rotate,
+    params(("id" = String, Path, description = "API key id")),
+    responses(
+        (status = 200, description = "Issue a new key with the same settings; the old one works for the grace period", body = super::openapi::ApiKey),
+        (status = 400, description = "Invalid input; `field` names it", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such key in the caller's organization", body = super::openapi::ErrorBody),
+        (status = 409, description = "Expired, already rotated or revoked", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["keys:manage"])),
+)]
 pub async fn rotate(
     state: web::Data<AppState>,
     caller: Caller,
@@ -403,9 +489,14 @@ pub async fn rotate(
         now,
     );
     let (stored, previous) = (row.clone(), old.clone());
+    let event = caller.audit().event(
+        "api_key.rotated",
+        Some(&old.id),
+        json!({"successor": row.id, "grace_period_seconds": grace}),
+    );
     let rotated = state
         .store
-        .run(move |c| store::api_keys::rotate(c, &previous, &stored, now + grace))
+        .run(move |c| store::api_keys::rotate(c, &previous, &stored, now + grace, &event))
         .await?;
     if !rotated {
         return Err(ApiError::conflict(

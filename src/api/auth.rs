@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
 use super::ApiError;
@@ -29,6 +29,8 @@ pub struct Caller {
     pub scopes: Scopes,
     pub environment: Environment,
     pub credential: Credential,
+    /// The address the request came from (after trusted proxies).
+    pub ip: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,11 @@ impl Caller {
             }
             Credential::AccessToken { sub, .. } => format!("user:{sub}"),
         }
+    }
+
+    /// The audit context of this caller's request.
+    pub fn audit(&self) -> crate::audit::Context {
+        crate::audit::Context::request(&self.org_id, self.actor(), self.ip)
     }
 
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
@@ -81,6 +88,10 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
+            // Already authenticated by the Idempotency-Key layer for this request.
+            if let Some(caller) = req.extensions().get::<Caller>() {
+                return Ok(caller.clone());
+            }
             let state = req
                 .app_data::<web::Data<AppState>>()
                 .cloned()
@@ -123,20 +134,30 @@ pub async fn authenticate(
             .await?
             .ok_or_else(|| ApiError::unauthorized("Invalid API key provided"))?;
         let now = store::now();
+        let refuse = |reason: &'static str, e: ApiError| {
+            let ctx = crate::audit::Context::request(&row.org_id, row.id.clone(), ip);
+            crate::audit::refused(state, &ctx, &row.id, reason);
+            e
+        };
         if row.revoked_at.is_some() {
-            return Err(ApiError::unauthorized("This API key has been revoked"));
+            return Err(refuse(
+                "revoked",
+                ApiError::unauthorized("This API key has been revoked"),
+            ));
         }
         if !row.is_live(now) {
-            return Err(ApiError::unauthorized("This API key has expired"));
+            return Err(refuse(
+                "expired",
+                ApiError::unauthorized("This API key has expired"),
+            ));
         }
         if !row.allowed_from(&org_ips, ip) {
-            return Err(ApiError::ip_not_allowed());
+            return Err(refuse("ip_not_allowed", ApiError::ip_not_allowed()));
         }
         if let Some(limit) = row.rate_limit_per_minute {
-            state
-                .rate_limiter
-                .check(&row.id, limit.max(1) as u32)
-                .map_err(ApiError::rate_limited)?;
+            if let Err(wait) = state.rate_limiter.check(&row.id, limit.max(1) as u32) {
+                return Err(refuse("rate_limited", ApiError::rate_limited(wait)));
+            }
         }
         touch_later(state, &row, now);
         return Ok(Caller {
@@ -144,6 +165,7 @@ pub async fn authenticate(
             scopes: Scopes::from_stored(&row.scopes),
             environment: key.environment,
             credential: Credential::ApiKey { id: row.id },
+            ip,
         });
     }
     if token.matches('.').count() == 2 {
@@ -229,11 +251,24 @@ async fn verify_access_token(
     let (Some(org_ips), Some(admin)) = (org_ips, admin) else {
         return Err(invalid());
     };
+    let refuse = |reason: &'static str, e: ApiError| {
+        let actor = if claims.sub == claims.client_id {
+            format!("client:{}", claims.client_id)
+        } else {
+            format!("user:{}", claims.sub)
+        };
+        let ctx = crate::audit::Context::request(&claims.org_id, actor.clone(), ip);
+        crate::audit::refused(state, &ctx, &actor, reason);
+        e
+    };
     if revoked {
-        return Err(ApiError::unauthorized("This access token has been revoked"));
+        return Err(refuse(
+            "revoked",
+            ApiError::unauthorized("This access token has been revoked"),
+        ));
     }
     if !apikey::stored_list_allows(&org_ips, ip) {
-        return Err(ApiError::ip_not_allowed());
+        return Err(refuse("ip_not_allowed", ApiError::ip_not_allowed()));
     }
     let mut scopes = Scopes::from_claim(claims.scope.as_deref().unwrap_or(""));
     if !admin {
@@ -247,5 +282,6 @@ async fn verify_access_token(
             sub: claims.sub,
             client_id: claims.client_id,
         },
+        ip,
     })
 }

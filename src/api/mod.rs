@@ -6,9 +6,14 @@
 //! telemetry middleware gave the request (`X-Request-Id`).
 
 pub mod api_keys;
+pub mod audit_events;
 pub mod auth;
+pub mod clients;
+pub mod idempotency;
+pub mod openapi;
 pub mod organization;
 pub mod rate_limit;
+pub mod users;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -201,8 +206,11 @@ pub async fn json_body<T: DeserializeOwned>(
             return ApiError::invalid_request(format!("the body is not valid JSON: {inner}"));
         }
         let message = inner.to_string();
-        // An unknown field is reported at its parent's path; name the field itself.
-        let field = match message.strip_prefix("unknown field `") {
+        // An unknown or missing field is reported at its parent's path; name the field itself.
+        let named = message
+            .strip_prefix("unknown field `")
+            .or_else(|| message.strip_prefix("missing field `"));
+        let field = match named {
             Some(rest) => rest.split('`').next().unwrap_or("").to_string(),
             None if path == "." => String::new(),
             None => path,
@@ -221,10 +229,14 @@ pub async fn json_body<T: DeserializeOwned>(
 }
 
 /// `?limit=&starting_after=` of a list (SPEC §4): limit 1–100, default 10.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// 1 to 100 (default 10).
+    #[param(value_type = Option<i64>)]
     pub limit: Option<String>,
+    /// The id of the last object of the previous page.
     pub starting_after: Option<String>,
 }
 
@@ -261,6 +273,16 @@ pub fn ok_no_store(status: StatusCode, body: Value) -> HttpResponse {
         .json(body)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/utils/authtest",
+    tag = "utils",
+    summary = "Check a credential",
+    responses(
+        (status = 200, description = "Check a credential", body = openapi::AuthTest),
+    ),
+    security(("bearer" = [])),
+)]
 async fn authtest(_caller: auth::Caller) -> HttpResponse {
     ok_no_store(StatusCode::OK, json!({"msg": "Auth successful"}))
 }
@@ -277,37 +299,48 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
     ))
 }
 
+/// Declares the `/v1` routes once: `register` adds them to the scope, `ROUTES` lists them
+/// (method, path) for the OpenAPI document's test, so neither can name a route the other lacks.
+macro_rules! v1_routes {
+    ($( $path:literal => { $( $method:ident => $handler:path ),+ $(,)? } ),+ $(,)?) => {
+        /// Every `/v1` route as (method, path under `/v1`).
+        pub const ROUTES: &[(&str, &str)] = &[ $( $( (stringify!($method), $path) ),+ ),+ ];
+
+        fn register(scope: actix_web::Scope) -> actix_web::Scope {
+            scope $(
+                .service(
+                    web::resource($path)
+                        $( .route(web::$method().to($handler)) )+
+                        .default_service(web::to(method_not_allowed)),
+                )
+            )+
+        }
+    };
+}
+
+v1_routes! {
+    "/utils/authtest" => { get => authtest },
+    "/api-keys" => { post => api_keys::create, get => api_keys::list },
+    "/api-keys/{id}" => { get => api_keys::get, delete => api_keys::delete },
+    "/api-keys/{id}/rotate" => { post => api_keys::rotate },
+    "/clients" => { post => clients::create, get => clients::list },
+    "/clients/{id}" => {
+        get => clients::get,
+        patch => clients::update,
+        delete => clients::delete,
+    },
+    "/clients/{id}/secret" => { post => clients::rotate_secret },
+    "/users" => { post => users::create, get => users::list },
+    "/users/{id}" => { get => users::get, delete => users::delete },
+    "/organization" => { get => organization::get, patch => organization::update },
+    "/audit-events" => { get => audit_events::list },
+    "/openapi.json" => { get => openapi::document },
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/v1")
-            .service(
-                web::resource("/utils/authtest")
-                    .route(web::get().to(authtest))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api-keys")
-                    .route(web::post().to(api_keys::create))
-                    .route(web::get().to(api_keys::list))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api-keys/{id}")
-                    .route(web::get().to(api_keys::get))
-                    .route(web::delete().to(api_keys::delete))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/api-keys/{id}/rotate")
-                    .route(web::post().to(api_keys::rotate))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/organization")
-                    .route(web::get().to(organization::get))
-                    .route(web::patch().to(organization::update))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .default_service(web::to(no_such_route)),
+        register(web::scope("/v1"))
+            .default_service(web::to(no_such_route))
+            .wrap(actix_web::middleware::from_fn(idempotency::layer)),
     );
 }

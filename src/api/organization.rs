@@ -12,6 +12,16 @@ use crate::apikey::AllowedIps;
 use crate::app::AppState;
 use crate::store::{self, orgs::OrgView};
 
+#[utoipa::path(
+    get,
+    path = "/v1/organization",
+    tag = "organization",
+    summary = "Read the caller's organization",
+    responses(
+        (status = 200, description = "Read the caller's organization", body = crate::store::orgs::OrgView),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 pub async fn get(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require("admin")?;
     caller.require_live("/v1/organization")?;
@@ -24,12 +34,25 @@ pub async fn get(state: web::Data<AppState>, caller: Caller) -> Result<HttpRespo
     Ok(ok_no_store(StatusCode::OK, json!(OrgView::of(&row))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
+    /// CIDRs or addresses every credential of the organization is held to; empty: any.
     pub allowed_ips: Option<Vec<String>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/organization",
+    tag = "organization",
+    summary = "Change the organization's allowed_ips",
+    request_body = UpdateOrg,
+    responses(
+        (status = 200, description = "Change the organization's allowed_ips", body = crate::store::orgs::OrgView),
+        (status = 400, description = "Invalid input; `field` names it", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["admin"])),
+)]
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
@@ -55,9 +78,14 @@ pub async fn update(
         }
     }
     let (org, stored) = (caller.org_id.clone(), allowed.to_stored());
+    let event = caller.audit().event(
+        "organization.updated",
+        Some(&caller.org_id),
+        json!({"allowed_ips": allowed.names()}),
+    );
     let row = state
         .store
-        .run(move |c| store::orgs::set_allowed_ips(c, &org, &stored))
+        .run(move |c| store::orgs::set_allowed_ips(c, &org, &stored, &event))
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
     tracing::info!(org_id = %row.id, actor = %caller.actor(), "organization allowlist changed");

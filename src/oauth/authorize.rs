@@ -489,6 +489,19 @@ pub async fn authorize_post(
     match form.get("decision") {
         Some("deny") => {
             tracing::info!(user_id = %user.id, client_id = %request.client.client_id, "consent denied");
+            let ctx = crate::audit::Context::request(
+                &user.org_id,
+                format!("user:{}", user.id),
+                crate::pages::client_addr(&state, &req),
+            );
+            crate::audit::record_later(
+                &state,
+                ctx.event(
+                    "consent.denied",
+                    Some(&request.client.client_id),
+                    serde_json::json!({"scope": request.scope.to_string()}),
+                ),
+            );
             refuse(
                 &state,
                 back(&request, "access_denied", "the person denied the request"),
@@ -498,6 +511,16 @@ pub async fn authorize_post(
             let (uid, cid) = (user.id.clone(), request.client.client_id.clone());
             let scope = request.scope.clone();
             let now = store::now();
+            let event = crate::audit::Context::request(
+                &user.org_id,
+                format!("user:{}", user.id),
+                crate::pages::client_addr(&state, &req),
+            )
+            .event(
+                "consent.granted",
+                Some(&request.client.client_id),
+                serde_json::json!({"scope": request.scope.to_string()}),
+            );
             let saved = state
                 .store
                 .run(move |c| {
@@ -508,7 +531,8 @@ pub async fn authorize_post(
                     let merged = ScopeSet::parse(&merged)
                         .map(|s| s.to_string())
                         .unwrap_or(merged);
-                    grants::save_consent(c, &uid, &cid, &merged, now)
+                    grants::save_consent(c, &uid, &cid, &merged, now)?;
+                    store::audit::insert(c, &event).map(|_| ())
                 })
                 .await;
             if saved.is_err() {

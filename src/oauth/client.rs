@@ -6,7 +6,9 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::client_auth::secret_hash_input;
 use super::scope::{validate_resource, ScopeSet};
+use crate::crypto::{Purpose, Secrets};
 use crate::keys::Alg;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,11 +110,130 @@ pub struct Client {
     pub skip_consent: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The secret before the last rotation, accepted until `prev_secret_expires_at`.
+    pub prev_secret_hash: Option<String>,
+    pub prev_secret_enc: Option<String>,
+    pub prev_secret_expires_at: Option<i64>,
+    /// Creation order (microseconds) for lists.
+    pub created_seq: i64,
 }
 
 impl Client {
     pub fn may_use(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+}
+
+impl Client {
+    /// A client to register: `apply_spec` fills in what the registration asks for.
+    pub fn blank(org_id: &str, now: i64) -> Client {
+        Client {
+            client_id: crate::crypto::random_base62(24),
+            org_id: org_id.to_string(),
+            name: String::new(),
+            auth_method: AuthMethod::ClientSecretBasic,
+            secret_hash: None,
+            secret_enc: None,
+            grant_types: vec![GrantType::ClientCredentials],
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            scopes: ScopeSet::default(),
+            audiences: vec![],
+            jwks: None,
+            jwks_uri: None,
+            access_token_alg: Alg::ES256,
+            id_token_alg: Alg::RS256,
+            public: false,
+            native: false,
+            skip_consent: false,
+            created_at: now,
+            updated_at: now,
+            prev_secret_hash: None,
+            prev_secret_enc: None,
+            prev_secret_expires_at: None,
+            created_seq: crate::store::seq_now(),
+        }
+    }
+
+    /// Issues a new secret for a client that uses one (returned, to be shown once): a keyed
+    /// hash for the secret methods, the secret itself encrypted for `client_secret_jwt` (it
+    /// must serve as the HMAC key). A client without a secret method keeps no secret.
+    pub fn issue_secret(&mut self, secrets: &Secrets) -> Option<String> {
+        if !self.auth_method.has_secret() {
+            self.secret_hash = None;
+            self.secret_enc = None;
+            self.prev_secret_hash = None;
+            self.prev_secret_enc = None;
+            self.prev_secret_expires_at = None;
+            return None;
+        }
+        let secret = crate::crypto::random_base62(43);
+        if self.auth_method == AuthMethod::ClientSecretJwt {
+            self.secret_enc = Some(secrets.encrypt(secret.as_bytes(), self.client_id.as_bytes()));
+            self.secret_hash = None;
+        } else {
+            self.secret_hash = Some(secrets.hash(
+                Purpose::StoredSecret,
+                &secret_hash_input(&self.client_id, &secret),
+            ));
+            self.secret_enc = None;
+        }
+        Some(secret)
+    }
+
+    /// Rotation: a new secret, and the current one kept working until `grace_until` (not at
+    /// all when that is now). A secret kept by an earlier rotation is dropped.
+    pub fn rotate_secret(
+        &mut self,
+        secrets: &Secrets,
+        now: i64,
+        grace_until: i64,
+    ) -> Option<String> {
+        let (hash, enc) = (self.secret_hash.take(), self.secret_enc.take());
+        let secret = self.issue_secret(secrets)?;
+        if grace_until > now {
+            self.prev_secret_hash = hash;
+            self.prev_secret_enc = enc;
+            self.prev_secret_expires_at = Some(grace_until);
+        } else {
+            self.prev_secret_hash = None;
+            self.prev_secret_enc = None;
+            self.prev_secret_expires_at = None;
+        }
+        self.updated_at = now;
+        Some(secret)
+    }
+
+    /// Applies an update; a change of method that needs another form of secret issues a new
+    /// one (returned, to be shown once), a method without a secret drops it.
+    pub fn updated(
+        self,
+        spec: &ClientSpec,
+        secrets: &Secrets,
+        now: i64,
+    ) -> Result<(Client, Option<String>), String> {
+        let had_secret = self.auth_method.has_secret();
+        let was_jwt = self.auth_method == AuthMethod::ClientSecretJwt;
+        let mut client = apply_spec(self, spec)?;
+        client.updated_at = now;
+        let is_jwt = client.auth_method == AuthMethod::ClientSecretJwt;
+        let secret = if client.auth_method.has_secret() && (!had_secret || was_jwt != is_jwt) {
+            client.prev_secret_hash = None;
+            client.prev_secret_enc = None;
+            client.prev_secret_expires_at = None;
+            client.issue_secret(secrets)
+        } else {
+            if !client.auth_method.has_secret() {
+                client.issue_secret(secrets);
+            }
+            None
+        };
+        Ok((client, secret))
+    }
+
+    /// The previous secret, while its grace period lasts.
+    pub fn previous_secret_live(&self, now: i64) -> bool {
+        self.prev_secret_expires_at.is_some_and(|t| t > now)
     }
 }
 
@@ -333,9 +454,12 @@ fn validate_jwks(jwks: &Value) -> Result<(), String> {
 
 /// The client as printed by the CLI and returned by the API: never a secret (but the one shown
 /// at creation, added by the caller).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClientView {
     pub client_id: String,
+    /// `client`.
+    pub object: &'static str,
+    /// Only in the response that issued it: shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
     pub org_id: String,
@@ -346,6 +470,7 @@ pub struct ClientView {
     pub scope: String,
     pub token_endpoint_auth_method: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub jwks: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
@@ -357,12 +482,15 @@ pub struct ClientView {
     pub skip_consent: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// Until when the secret before the last rotation still works, if it does.
+    pub previous_secret_expires_at: Option<String>,
 }
 
 impl ClientView {
     pub fn of(c: &Client, secret: Option<String>) -> ClientView {
         ClientView {
             client_id: c.client_id.clone(),
+            object: "client",
             client_secret: secret,
             org_id: c.org_id.clone(),
             client_name: c.name.clone(),
@@ -381,6 +509,10 @@ impl ClientView {
             skip_consent: c.skip_consent,
             created_at: crate::rfc3339(c.created_at),
             updated_at: crate::rfc3339(c.updated_at),
+            previous_secret_expires_at: c
+                .previous_secret_live(crate::store::now())
+                .then(|| c.prev_secret_expires_at.map(crate::rfc3339))
+                .flatten(),
         }
     }
 }

@@ -180,13 +180,22 @@ impl Presented {
         self,
         state: &AppState,
         client: Option<Client>,
+        req: &actix_web::HttpRequest,
     ) -> Result<Client, OAuthError> {
         let claimed = self.client_id().to_string();
+        let org = client.as_ref().map(|c| c.org_id.clone());
         match self.check(state, client).await {
             Ok(client) => Ok(client),
             Err(Refusal::Store(e)) => Err(e.into()),
             Err(Refusal::Invalid(reason)) => {
                 tracing::debug!(client_id = %claimed, %reason, "client authentication refused");
+                // A refusal that names a real client goes to its organization's audit log.
+                if let Some(org) = org {
+                    let credential = format!("client:{claimed}");
+                    let ip = crate::pages::client_addr(state, req);
+                    let ctx = crate::audit::Context::request(&org, credential.clone(), ip);
+                    crate::audit::refused(state, &ctx, &credential, "invalid_client");
+                }
                 Err(OAuthError::invalid_client(FAILED))
             }
         }
@@ -226,13 +235,20 @@ impl Presented {
         }
         match self {
             Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
-                let ok = client.secret_hash.as_deref().is_some_and(|stored| {
-                    state.secrets.verify_hash(
-                        Purpose::StoredSecret,
-                        &secret_hash_input(&client.client_id, &secret),
-                        stored,
-                    )
-                });
+                let input = secret_hash_input(&client.client_id, &secret);
+                let matches = |stored: Option<&str>| {
+                    stored.is_some_and(|stored| {
+                        state
+                            .secrets
+                            .verify_hash(Purpose::StoredSecret, &input, stored)
+                    })
+                };
+                // The secret before a rotation works until its grace period ends.
+                let previous = client
+                    .previous_secret_live(crate::store::now())
+                    .then_some(client.prev_secret_hash.as_deref())
+                    .flatten();
+                let ok = matches(client.secret_hash.as_deref()) | matches(previous);
                 if ok {
                     Ok(client)
                 } else {
@@ -313,12 +329,19 @@ async fn verify_assertion(
             if !SECRET_JWT_ALGS.contains(&alg.as_str()) {
                 return Err(format!("client_secret_jwt assertion signed with {alg}"));
             }
-            let secret = client
-                .secret_enc
-                .as_deref()
-                .and_then(|enc| state.secrets.decrypt(enc, client.client_id.as_bytes()))
-                .ok_or("client secret cannot be decrypted")?;
-            vec![DecodingKey::from_secret(&secret)]
+            let decrypt = |enc: Option<&str>| {
+                enc.and_then(|enc| state.secrets.decrypt(enc, client.client_id.as_bytes()))
+            };
+            let secret =
+                decrypt(client.secret_enc.as_deref()).ok_or("client secret cannot be decrypted")?;
+            let mut keys = vec![DecodingKey::from_secret(&secret)];
+            // The secret before a rotation signs too, until its grace period ends.
+            if client.previous_secret_live(crate::store::now()) {
+                if let Some(previous) = decrypt(client.prev_secret_enc.as_deref()) {
+                    keys.push(DecodingKey::from_secret(&previous));
+                }
+            }
+            keys
         }
         AuthMethod::PrivateKeyJwt => {
             if !PRIVATE_KEY_JWT_ALGS.contains(&alg.as_str()) {

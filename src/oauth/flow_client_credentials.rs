@@ -40,7 +40,7 @@ pub async fn token(
     let presented = Presented::from_request(&req, &form)?;
     let id = presented.client_id().to_string();
     let client = state.store.run(move |c| clients::find(c, &id)).await?;
-    let client = presented.verify(&state, client).await?;
+    let client = presented.verify(&state, client, &req).await?;
     match grant {
         GrantType::ClientCredentials => client_credentials(&state, &client, &form),
         GrantType::AuthorizationCode => {

@@ -25,7 +25,7 @@ pub async fn introspect(
 
     // An API key (SPEC §4): the same endpoint answers for it, in the caller's organization.
     if let Some(key) = crate::apikey::parse(token) {
-        return introspect_api_key(&state, &form, presented, key).await;
+        return introspect_api_key(&state, &form, presented, key, &req).await;
     }
 
     // Signature checks need no I/O; done first, so that the client and the revocation
@@ -40,7 +40,7 @@ pub async fn introspect(
         .store
         .run(move |c| clients::find_with_revocation(c, &id, jti.as_deref()))
         .await?;
-    let client = presented.verify(&state, client).await?;
+    let client = presented.verify(&state, client, &req).await?;
     if client.public {
         return Err(OAuthError::invalid_client(
             "introspection is for confidential clients",
@@ -83,6 +83,7 @@ async fn introspect_api_key(
     form: &Form,
     presented: super::client_auth::Presented,
     key: apikey::WellFormed<'_>,
+    req: &HttpRequest,
 ) -> Result<HttpResponse, OAuthError> {
     let client_ip = match form.get("client_ip") {
         Some(s) => Some(
@@ -101,7 +102,7 @@ async fn introspect_api_key(
             Ok((client, found))
         })
         .await?;
-    let client = presented.verify(state, client).await?;
+    let client = presented.verify(state, client, req).await?;
     if client.public {
         return Err(OAuthError::invalid_client(
             "introspection is for confidential clients",

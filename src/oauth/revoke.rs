@@ -23,7 +23,7 @@ pub async fn revoke(
     let token = form.require("token")?.to_string();
     let id = presented.client_id().to_string();
     let client = state.store.run(move |c| clients::find(c, &id)).await?;
-    let client = presented.verify(&state, client).await?;
+    let client = presented.verify(&state, client, &req).await?;
 
     let keys = state.keys.snapshot();
     if let Some((claims, _)) = access_token::verify(&keys, &token, &state.config.issuer) {

@@ -218,7 +218,7 @@ pub async fn login_submit(
     let store = state.store.clone();
     let lookup = username.clone();
     let verified = web::block(
-        move || -> Result<Option<users::UserRow>, store::StoreError> {
+        move || -> Result<(Option<users::UserRow>, bool), store::StoreError> {
             let mut conn = store.conn()?;
             let user = if lookup.is_empty() {
                 None
@@ -229,16 +229,31 @@ pub async fn login_submit(
                 .as_ref()
                 .map_or(dummy_hash(), |u| u.password_hash.as_str());
             let ok = people::verify_password(&password, stored);
-            Ok(user.filter(|_| ok))
+            Ok((user, ok))
         },
     )
     .await;
-    let user = match verified {
-        Ok(Ok(user)) => user,
+    let ip = super::client_addr(&state, &req);
+    let (user, ok) = match verified {
+        Ok(Ok(found)) => found,
         Ok(Err(e)) => return unavailable(&state, e),
         Err(_) => return unavailable(&state, store::StoreError::Pool("blocking pool".into())),
     };
 
+    // The audit log names a person whose password was wrong, never what was typed as a
+    // username that matched no one (people type passwords there).
+    let user = match user {
+        Some(user) if ok => Some(user),
+        Some(user) => {
+            let ctx = crate::audit::Context::request(&user.org_id, format!("user:{}", user.id), ip);
+            crate::audit::record_later(
+                &state,
+                ctx.failure("login.failed", Some(&user.id), "wrong_password"),
+            );
+            None
+        }
+        None => None,
+    };
     let Some(user) = user else {
         // Counted above; now settled as a failure.
         let keys = (user_key.clone(), ip_key.clone());
@@ -282,6 +297,11 @@ pub async fn login_submit(
         Err(e) => return unavailable(&state, e),
     };
     tracing::info!(user_id = %user.id, org_id = %user.org_id, "login succeeded");
+    let ctx = crate::audit::Context::request(&user.org_id, format!("user:{}", user.id), ip);
+    crate::audit::record_later(
+        &state,
+        ctx.event("login.succeeded", Some(&user.id), serde_json::json!({})),
+    );
     let mut res = HttpResponse::SeeOther();
     super::secure_page(&mut res);
     res.insert_header((

@@ -4,6 +4,7 @@
 
 use diesel::prelude::*;
 
+use super::audit::AuditEvent;
 use super::schema::{api_keys::dsl as k, organizations::dsl as o};
 use super::{AnyConnection, StoreError};
 
@@ -76,9 +77,17 @@ pub fn touch(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), StoreEr
     Ok(())
 }
 
-pub fn insert(conn: &mut AnyConnection, row: &ApiKeyRow) -> Result<(), StoreError> {
-    diesel::insert_into(k::api_keys).values(row).execute(conn)?;
-    Ok(())
+/// Inserts a key and records `event`, in one transaction.
+pub fn insert(
+    conn: &mut AnyConnection,
+    row: &ApiKeyRow,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    conn.transaction(|c| {
+        diesel::insert_into(k::api_keys).values(row).execute(c)?;
+        super::audit::insert(c, event)?;
+        Ok(())
+    })
 }
 
 /// A key of `org_id` that is not revoked (another organization's key is not found).
@@ -140,22 +149,28 @@ pub fn list(
     ))
 }
 
-/// Revokes a key of `org_id`; `false` when there is no such unrevoked key.
+/// Revokes a key of `org_id` and records `event`; `false` when there is no such unrevoked key.
 pub fn revoke(
     conn: &mut AnyConnection,
     org_id: &str,
     id: &str,
     now: i64,
+    event: &AuditEvent,
 ) -> Result<bool, StoreError> {
-    let n = diesel::update(
-        k::api_keys
-            .filter(k::id.eq(id))
-            .filter(k::org_id.eq(org_id))
-            .filter(k::revoked_at.is_null()),
-    )
-    .set(k::revoked_at.eq(now))
-    .execute(conn)?;
-    Ok(n == 1)
+    conn.transaction(|c| {
+        let n = diesel::update(
+            k::api_keys
+                .filter(k::id.eq(id))
+                .filter(k::org_id.eq(org_id))
+                .filter(k::revoked_at.is_null()),
+        )
+        .set(k::revoked_at.eq(now))
+        .execute(c)?;
+        if n == 1 {
+            super::audit::insert(c, event)?;
+        }
+        Ok(n == 1)
+    })
 }
 
 /// Rotation in one transaction: the old key (still unrevoked, not yet rotated) points at its
@@ -166,6 +181,7 @@ pub fn rotate(
     old: &ApiKeyRow,
     successor: &ApiKeyRow,
     grace_until: i64,
+    event: &AuditEvent,
 ) -> Result<bool, StoreError> {
     conn.transaction(|c| {
         let expires = old.expires_at.map_or(grace_until, |e| e.min(grace_until));
@@ -184,6 +200,7 @@ pub fn rotate(
         diesel::insert_into(k::api_keys)
             .values(successor)
             .execute(c)?;
+        super::audit::insert(c, event)?;
         Ok(true)
     })
 }
@@ -195,6 +212,13 @@ pub fn revoke_any(
     id: &str,
     now: i64,
 ) -> Result<Option<ApiKeyRow>, StoreError> {
+    let event = |row: &ApiKeyRow| {
+        crate::audit::Context::cli(&row.org_id).event(
+            "api_key.revoked",
+            Some(&row.id),
+            serde_json::json!({"name": row.name}),
+        )
+    };
     conn.transaction(|c| {
         let n = diesel::update(
             k::api_keys
@@ -206,19 +230,15 @@ pub fn revoke_any(
         if n != 1 {
             return Ok(None);
         }
-        Ok(k::api_keys
+        let row = k::api_keys
             .filter(k::id.eq(id))
             .select(ApiKeyRow::as_select())
             .load(c)?
             .into_iter()
-            .next())
+            .next();
+        if let Some(row) = &row {
+            super::audit::insert(c, &event(row))?;
+        }
+        Ok(row)
     })
-}
-
-/// Microseconds since the epoch: the creation order of keys made within one second.
-pub fn seq_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }

@@ -32,6 +32,10 @@ pub struct ClientRow {
     pub skip_consent: i32,
     pub created_at: i64,
     pub updated_at: i64,
+    pub prev_secret_hash: Option<String>,
+    pub prev_secret_enc: Option<String>,
+    pub prev_secret_expires_at: Option<i64>,
+    pub created_seq: i64,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -82,6 +86,10 @@ impl TryFrom<ClientRow> for Client {
             jwks_uri: r.jwks_uri,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            prev_secret_hash: r.prev_secret_hash,
+            prev_secret_enc: r.prev_secret_enc,
+            prev_secret_expires_at: r.prev_secret_expires_at,
+            created_seq: r.created_seq,
         })
     }
 }
@@ -114,6 +122,10 @@ impl From<&Client> for ClientRow {
             skip_consent: k.skip_consent as i32,
             created_at: k.created_at,
             updated_at: k.updated_at,
+            prev_secret_hash: k.prev_secret_hash.clone(),
+            prev_secret_enc: k.prev_secret_enc.clone(),
+            prev_secret_expires_at: k.prev_secret_expires_at,
+            created_seq: k.created_seq,
         }
     }
 }
@@ -191,4 +203,79 @@ pub fn origin_is_registered(conn: &mut AnyConnection, origin: &str) -> Result<bo
         .iter()
         .flat_map(|r| r.split(' '))
         .any(|uri| url::Url::parse(uri).is_ok_and(|u| u.origin().ascii_serialization() == origin)))
+}
+
+/// A client of `org_id` by id (the `/v1` routes: another organization's id is not found).
+pub fn get_in_org(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    client_id: &str,
+) -> Result<Option<Client>, StoreError> {
+    let rows: Vec<ClientRow> = c::clients
+        .filter(c::client_id.eq(client_id))
+        .filter(c::org_id.eq(org_id))
+        .load(conn)?;
+    rows.into_iter().next().map(Client::try_from).transpose()
+}
+
+/// One page of an organization's clients in creation order, after `starting_after` (a client
+/// of this organization; `Ok(None)` when it is not one), `limit + 1` rows at most.
+pub fn list_page(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    starting_after: Option<&str>,
+    limit: i64,
+) -> Result<Option<Vec<Client>>, StoreError> {
+    let mut query = c::clients.filter(c::org_id.eq(org_id)).into_boxed();
+    if let Some(after) = starting_after {
+        let Some((seq, id)) = c::clients
+            .filter(c::client_id.eq(after))
+            .filter(c::org_id.eq(org_id))
+            .select((c::created_seq, c::client_id))
+            .load::<(i64, String)>(conn)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        query = query.filter(
+            c::created_seq
+                .gt(seq)
+                .or(c::created_seq.eq(seq).and(c::client_id.gt(id))),
+        );
+    }
+    let rows: Vec<ClientRow> = query
+        .order((c::created_seq.asc(), c::client_id.asc()))
+        .limit(limit + 1)
+        .load(conn)?;
+    rows.into_iter()
+        .map(Client::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Deletes a client of `org_id` with everything it was granted (refresh families revoked,
+/// consents and codes deleted), and records `event`, in one transaction. `false` when the
+/// organization has no such client.
+pub fn delete_in_org(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    client_id: &str,
+    now: i64,
+    event: &super::audit::AuditEvent,
+) -> Result<bool, StoreError> {
+    conn.transaction(|conn| {
+        let n = diesel::delete(
+            c::clients
+                .filter(c::client_id.eq(client_id))
+                .filter(c::org_id.eq(org_id)),
+        )
+        .execute(conn)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        super::grants::forget(conn, super::grants::Forget::Client(client_id), now)?;
+        super::audit::insert(conn, event)?;
+        Ok(true)
+    })
 }

@@ -349,3 +349,41 @@ pub fn family_of_token(
         .load(conn)?;
     Ok(rows.into_iter().next())
 }
+
+/// What a person or a client leaves behind when deleted (SPEC §4): every refresh family is
+/// revoked, consents and authorization codes are deleted, and (for a person) browser sessions
+/// end. Runs inside the caller's transaction.
+pub enum Forget<'a> {
+    Client(&'a str),
+    Person(&'a str),
+}
+
+pub fn forget(conn: &mut AnyConnection, who: Forget<'_>, now: i64) -> Result<(), StoreError> {
+    use super::schema::sessions::dsl as s;
+    match who {
+        Forget::Client(id) => {
+            diesel::update(
+                rf::refresh_families
+                    .filter(rf::client_id.eq(id))
+                    .filter(rf::revoked_at.is_null()),
+            )
+            .set(rf::revoked_at.eq(now))
+            .execute(conn)?;
+            diesel::delete(cs::consents.filter(cs::client_id.eq(id))).execute(conn)?;
+            diesel::delete(ac::authorization_codes.filter(ac::client_id.eq(id))).execute(conn)?;
+        }
+        Forget::Person(id) => {
+            diesel::update(
+                rf::refresh_families
+                    .filter(rf::user_id.eq(id))
+                    .filter(rf::revoked_at.is_null()),
+            )
+            .set(rf::revoked_at.eq(now))
+            .execute(conn)?;
+            diesel::delete(cs::consents.filter(cs::user_id.eq(id))).execute(conn)?;
+            diesel::delete(ac::authorization_codes.filter(ac::user_id.eq(id))).execute(conn)?;
+            diesel::delete(s::sessions.filter(s::user_id.eq(id))).execute(conn)?;
+        }
+    }
+    Ok(())
+}

@@ -6,8 +6,10 @@
 //! organization in the filter.
 
 pub mod api_keys;
+pub mod audit;
 pub mod clients;
 pub mod grants;
+pub mod idempotency;
 pub mod keys;
 pub mod orgs;
 pub mod schema;
@@ -303,4 +305,13 @@ fn check_secret_on(conn: &mut AnyConnection, secrets: &Secrets) -> anyhow::Resul
             )),
         }
     })
+}
+
+/// Microseconds since the epoch: the creation order of rows made within one second (lists
+/// are ordered by it; ties are broken by id).
+pub fn seq_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }

@@ -15,7 +15,7 @@ pub struct OrgRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrgView {
     pub id: String,
     pub name: String,
@@ -87,16 +87,21 @@ pub fn find_by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<OrgRow>, 
     Ok(rows.into_iter().next())
 }
 
-/// Replaces an organization's allowlist (stored comma-separated); returns the updated row.
+/// Replaces an organization's allowlist (stored comma-separated) and records `event`;
+/// returns the updated row.
 pub fn set_allowed_ips(
     conn: &mut AnyConnection,
     id: &str,
     allowed_ips: &str,
+    event: &super::audit::AuditEvent,
 ) -> Result<Option<OrgRow>, StoreError> {
     conn.transaction(|c| {
-        diesel::update(o::organizations.filter(o::id.eq(id)))
+        let n = diesel::update(o::organizations.filter(o::id.eq(id)))
             .set(o::allowed_ips.eq(allowed_ips))
             .execute(c)?;
+        if n == 1 {
+            super::audit::insert(c, event)?;
+        }
         find_by_id(c, id)
     })
 }

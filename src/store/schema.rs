@@ -38,6 +38,10 @@ diesel::table! {
         skip_consent -> Integer,
         created_at -> BigInt,
         updated_at -> BigInt,
+        prev_secret_hash -> Nullable<Text>,
+        prev_secret_enc -> Nullable<Text>,
+        prev_secret_expires_at -> Nullable<BigInt>,
+        created_seq -> BigInt,
     }
 }
 
@@ -82,6 +86,7 @@ diesel::table! {
         password_hash -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        created_seq -> BigInt,
     }
 }
 
@@ -180,6 +185,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        seq -> BigInt,
+        org_id -> Text,
+        actor -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        reason -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        detail -> Text,
+        dedup_key -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+diesel::table! {
+    idempotency_keys (key_hash) {
+        key_hash -> Text,
+        request_hash -> Text,
+        status -> Nullable<Integer>,
+        response -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
 diesel::joinable!(api_keys -> organizations (org_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
@@ -199,5 +231,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     login_throttle,
     consents,
-    api_keys
+    api_keys,
+    audit_events,
+    idempotency_keys
 );

@@ -438,3 +438,71 @@ pub fn set_cookie(headers: &reqwest::header::HeaderMap, name: &str) -> Option<St
         .find(|v| v.starts_with(&format!("{name}=")))
         .map(str::to_string)
 }
+
+// The /v1 API.
+
+/// A `/v1` call: (status, headers, JSON body).
+pub async fn v1(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = http().request(method.parse().unwrap(), server.url(path));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({ "raw": text }));
+    (status, headers, body)
+}
+
+/// Asserts the SPEC §4 error envelope with `code`, its `request_id` equal to `X-Request-Id`.
+pub fn assert_error(
+    got: &(u16, reqwest::header::HeaderMap, Value),
+    status: u16,
+    code: &str,
+    context: &str,
+) {
+    let (s, headers, body) = got;
+    assert_eq!(*s, status, "{context}: {body}");
+    assert_eq!(body["error"], code, "{context}: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{context}: {body}"
+    );
+    let rid = headers["x-request-id"].to_str().unwrap();
+    assert!(rid.starts_with("req_"), "{context}");
+    assert_eq!(
+        body["request_id"], rid,
+        "{context}: the envelope names the request"
+    );
+}
+
+/// A key minted with the CLI: (id, key).
+pub fn cli_key(
+    server: &TestServer,
+    org: &str,
+    env: &str,
+    scopes: &str,
+    extra: &[&str],
+) -> (String, String) {
+    let mut args = vec![
+        "api-key", "create", "--org", org, "--env", env, "--scopes", scopes,
+    ];
+    args.extend_from_slice(extra);
+    let k = server.cli_json(&args);
+    (
+        k["id"].as_str().unwrap().to_string(),
+        k["api_key"].as_str().unwrap().to_string(),
+    )
+}
+
+pub const ALL: &str = "read,write,delete,admin,keys:manage,clients:manage,users:manage,audit:read";

@@ -1,0 +1,206 @@
+//! `Idempotency-Key` on `/v1` POSTs (SPEC §4), as a layer around the `/v1` routes.
+//!
+//! A POST carrying the header is authenticated here first (the key is scoped to the
+//! organization and the authenticating credential), its body read, and its record claimed in
+//! the database — the primary key lets one of several concurrent duplicates run, on whichever
+//! nodes they land. The first response (any status below 500) is stored for 24 hours, sealed
+//! under a key derived from the instance secret and the Idempotency-Key itself, and replayed
+//! for the same request; the same key with another method, path or body, or while the first is
+//! still running, is `409 conflict`. A 5xx frees the key so the client can retry.
+
+use actix_web::body::{self, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+
+use super::{auth, ApiError, MAX_BODY};
+use crate::app::AppState;
+use crate::crypto::Purpose;
+use crate::store::{self, idempotency::Begin};
+
+/// How long a first response is replayed (and kept).
+pub const TTL_SECS: i64 = 24 * 3600;
+const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+pub async fn layer(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.method() != Method::POST || !req.headers().contains_key(&HEADER) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
+    let refuse = |req: ServiceRequest, e: ApiError| Ok(req.into_response(e.error_response()));
+    let key = match idempotency_key(&req) {
+        Ok(k) => k,
+        Err(e) => return refuse(req, e),
+    };
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return refuse(req, ApiError::unavailable());
+    };
+    let caller = match auth::authenticate(&state, req.request()).await {
+        Ok(c) => c,
+        Err(e) => return refuse(req, e),
+    };
+    let body = match read_body(&mut req).await {
+        Ok(b) => b,
+        Err(e) => return refuse(req, e),
+    };
+
+    // The record's name: organization, credential and key, under a keyed hash.
+    let scope = [
+        caller.org_id.as_bytes(),
+        caller.actor().as_bytes(),
+        key.as_bytes(),
+    ]
+    .join(&0u8);
+    let key_hash = state.secrets.hash(Purpose::Idempotency, &scope);
+    let fingerprint = {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(req.method().as_str().as_bytes());
+        ctx.update(b"\0");
+        ctx.update(req.uri().to_string().as_bytes());
+        ctx.update(b"\0");
+        ctx.update(&body);
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ctx.finish().as_ref(),
+        )
+    };
+    let (hash, fp) = (key_hash.clone(), fingerprint);
+    let begun = state
+        .store
+        .run(move |c| store::idempotency::begin(c, &hash, &fp, store::now(), TTL_SECS))
+        .await;
+    match begun {
+        Err(e) => return refuse(req, e.into()),
+        Ok(Begin::Mismatch) => {
+            return refuse(
+                req,
+                ApiError::conflict(
+                    "this Idempotency-Key was used for another request (method, path or body)",
+                ),
+            )
+        }
+        Ok(Begin::InFlight) => {
+            let mut e = ApiError::conflict(
+                "a request with this Idempotency-Key is still running; retry shortly",
+            );
+            e.retry_after = Some(1);
+            return refuse(req, e);
+        }
+        Ok(Begin::Replay(status, sealed)) => {
+            let Some(body) = state
+                .secrets
+                .open_derived(Purpose::Idempotency, &scope, &sealed)
+            else {
+                tracing::error!("a stored idempotent response does not open");
+                return refuse(req, ApiError::unavailable());
+            };
+            let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+            let res = HttpResponse::build(status)
+                .content_type("application/json")
+                .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+                .insert_header((REPLAYED, HeaderValue::from_static("true")))
+                .body(body);
+            return Ok(req.into_response(res));
+        }
+        Ok(Begin::Started) => {}
+    }
+
+    req.extensions_mut().insert(caller);
+    req.set_payload(actix_web::dev::Payload::from(body));
+    let result = next.call(req).await;
+    let res = match result {
+        Ok(res) => res,
+        Err(e) => {
+            forget(&state, key_hash);
+            return Err(e);
+        }
+    };
+    let status = res.status();
+    if status.is_server_error() {
+        forget(&state, key_hash);
+        return Ok(res.map_into_boxed_body());
+    }
+    let (req, res) = res.into_parts();
+    let (head, payload) = res.into_parts();
+    let Ok(bytes) = body::to_bytes(payload).await else {
+        forget(&state, key_hash);
+        return Ok(ServiceResponse::new(
+            req,
+            ApiError::unavailable().error_response(),
+        ));
+    };
+    let sealed = state
+        .secrets
+        .seal_derived(Purpose::Idempotency, &scope, &bytes);
+    let code = i32::from(status.as_u16());
+    if let Err(e) = state
+        .store
+        .run(move |c| store::idempotency::finish(c, &key_hash, code, &sealed))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot store an idempotent response");
+    }
+    Ok(ServiceResponse::new(
+        req,
+        head.set_body(bytes).map_into_boxed_body(),
+    ))
+}
+
+/// 1 to 255 visible ASCII characters (a UUID, typically).
+fn idempotency_key(req: &ServiceRequest) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "Idempotency-Key",
+            "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+        )
+    };
+    let value = req.headers().get(&HEADER).ok_or_else(bad)?;
+    let s = value.to_str().map_err(|_| bad())?.trim();
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(s.to_string())
+}
+
+async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the body is over 64 KiB",
+        )
+    };
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::invalid_request("the body could not be read"))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Frees the key of a request that failed on the server's side.
+fn forget(state: &web::Data<AppState>, key_hash: String) {
+    let state = state.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = state
+            .store
+            .run(move |c| store::idempotency::abandon(c, &key_hash))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot free an Idempotency-Key");
+        }
+    });
+}

@@ -1,0 +1,186 @@
+//! `/v1/users` (scope `users:manage`, live credentials only): create, list, get and delete the
+//! organization's people. Creating an admin person needs every scope (an admin can hold them
+//! all); deleting a person ends their sessions and revokes their refresh tokens and consents.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::{json_body, list_response, ok_no_store, ApiError, Page};
+use crate::apikey::Scopes;
+use crate::app::AppState;
+use crate::people::{self, NewPerson};
+use crate::store::{self, users::UserView};
+
+fn allowed(caller: &Caller) -> Result<(), ApiError> {
+    caller.require("users:manage")?;
+    caller.require_live("/v1/users")
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    /// At least 12 characters; stored as an Argon2id hash, never shown.
+    pub password: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// An admin may hold every scope; only a credential holding them all creates one.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    summary = "Create a person",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Create a person", body = crate::store::users::UserView),
+        (status = 400, description = "Invalid input; `field` names it", body = super::openapi::ErrorBody),
+        (status = 409, description = "Conflict with the object's state", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["users:manage"])),
+)]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    allowed(&caller)?;
+    let body: CreateUser = json_body(&req, payload).await?;
+    let person = NewPerson::check(&body.username, body.email, body.name, body.admin)
+        .map_err(|(field, e)| ApiError::invalid(field, e))?;
+    people::validate_password(&body.password).map_err(|e| ApiError::invalid("password", e))?;
+    // An admin person may hold every scope: only a caller holding them all makes one.
+    if person.admin && !caller.scopes.is_all() {
+        return Err(ApiError::scope_grant_forbidden(format!(
+            "only a credential holding every scope can create an admin; missing: {}",
+            Scopes::all().without(caller.scopes).names().join(", ")
+        )));
+    }
+    let password = body.password;
+    let hash = web::block(move || people::hash_password(&password))
+        .await
+        .map_err(|_| ApiError::unavailable())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot hash a password");
+            ApiError::unavailable()
+        })?;
+    let row = person.into_row(&caller.org_id, hash, store::now());
+    let event = caller.audit().event(
+        "user.created",
+        Some(&row.id),
+        json!({"username": row.username, "admin": row.is_admin != 0}),
+    );
+    let stored = row.clone();
+    state
+        .store
+        .run(move |c| store::users::insert(c, &stored, &event))
+        .await?;
+    tracing::info!(user_id = %row.id, org_id = %row.org_id, actor = %caller.actor(), "person created");
+    Ok(ok_no_store(StatusCode::CREATED, json!(view(&row))))
+}
+
+fn view(row: &store::users::UserRow) -> serde_json::Value {
+    json!(UserView::of(row))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    tag = "users",
+    summary = "List people in creation order",
+    params(super::Page),
+    responses(
+        (status = 200, description = "List people in creation order", body = super::openapi::UserList),
+        (status = 400, description = "Invalid input; `field` names it", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["users:manage"])),
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    allowed(&caller)?;
+    let (limit, after) = Page::from_request(&req)?;
+    let org = caller.org_id.clone();
+    let rows = state
+        .store
+        .run(move |c| store::users::list_page(c, &org, after.as_deref(), limit))
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "starting_after",
+                "starting_after names no person of this organization",
+            )
+        })?;
+    Ok(list_response(rows, limit, view))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    tag = "users",
+    summary = "Read a person",
+    params(("id" = String, Path, description = "Person id")),
+    responses(
+        (status = 200, description = "Read a person", body = crate::store::users::UserView),
+        (status = 404, description = "No such object in the caller's organization", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["users:manage"])),
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    allowed(&caller)?;
+    let (org, id) = (caller.org_id.clone(), path.into_inner());
+    let row = state
+        .store
+        .run(move |c| store::users::find_in_org(c, &org, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(ok_no_store(StatusCode::OK, view(&row)))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}",
+    tag = "users",
+    summary = "Delete a person; their sessions, refresh tokens and consents go with them",
+    params(("id" = String, Path, description = "Person id")),
+    responses(
+        (status = 200, description = "Delete a person; their sessions, refresh tokens and consents go with them", body = super::openapi::Deleted),
+        (status = 404, description = "No such object in the caller's organization", body = super::openapi::ErrorBody),
+    ),
+    security(("bearer" = ["users:manage"])),
+)]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    allowed(&caller)?;
+    let (org, id) = (caller.org_id.clone(), path.into_inner());
+    let event = caller.audit().event("user.deleted", Some(&id), json!({}));
+    let target = id.clone();
+    let deleted = state
+        .store
+        .run(move |c| store::users::delete_in_org(c, &org, &target, store::now(), &event))
+        .await?;
+    if !deleted {
+        return Err(ApiError::not_found("user"));
+    }
+    tracing::info!(user_id = %id, org_id = %caller.org_id, actor = %caller.actor(), "person deleted");
+    Ok(ok_no_store(
+        StatusCode::OK,
+        json!({"id": id, "object": "user", "deleted": true}),
+    ))
+}

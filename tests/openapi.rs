@@ -1,0 +1,172 @@
+//! `GET /v1/openapi.json` and the routes are held together: every route the server registers
+//! is in the document with its scope and error answers, the document names no route the
+//! server lacks, and the objects the API really returns have the properties it describes.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn document(server: &TestServer) -> Value {
+    let res = http()
+        .get(server.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "served without a credential");
+    res.json().await.unwrap()
+}
+
+#[actix_rt::test]
+async fn the_document_describes_every_route_and_only_those() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.insert((method.to_string(), path.to_string()));
+            if path == "/v1/openapi.json" {
+                continue;
+            }
+            let context = format!("{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|k| k.starts_with('2')),
+                "{context}: a success answer"
+            );
+            for code in ["401", "403", "429"] {
+                let schema = &responses[code]["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/ErrorBody", "{context} {code}");
+            }
+            let scopes = op["security"][0]["bearer"].as_array().unwrap();
+            for s in scopes {
+                assert!(
+                    latchkey::apikey::SCOPES.contains(&s.as_str().unwrap()),
+                    "{context}: {s} is a scope"
+                );
+            }
+            if path != "/v1/utils/authtest" {
+                assert_eq!(scopes.len(), 1, "{context} names its scope");
+            }
+            if method == "post" {
+                let params = op["parameters"].as_array().unwrap();
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+                    "{context}: Idempotency-Key"
+                );
+            }
+            if method == "post" || method == "patch" {
+                let body = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+                let name = body.as_str().unwrap_or("").rsplit('/').next().unwrap();
+                let has_body = !name.is_empty();
+                let bodyless = path.ends_with("/secret") || path.ends_with("/rotate");
+                assert!(has_body || bodyless, "{context}: request body");
+                if has_body {
+                    assert!(
+                        doc["components"]["schemas"][name].is_object(),
+                        "{context}: {name} is defined"
+                    );
+                }
+            }
+        }
+    }
+    let registered: BTreeSet<(String, String)> = latchkey::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), format!("/v1{p}")))
+        .collect();
+    assert_eq!(
+        documented, registered,
+        "the document and the routes name the same operations"
+    );
+
+    // And the registered routes are real: each answers (401 without a credential), a method
+    // not listed answers 405, a path not listed 404.
+    for (method, path) in &registered {
+        let url = server.url(&path.replace("{id}", "x"));
+        let res = http()
+            .request(method.to_uppercase().parse().unwrap(), &url)
+            .send()
+            .await
+            .unwrap();
+        let expected = if path == "/v1/openapi.json" { 200 } else { 401 };
+        assert_eq!(res.status(), expected, "{method} {path}");
+    }
+    let res = http().put(server.url("/v1/clients")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    let res = http().get(server.url("/v1/nope")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+/// The property names of a schema in the document.
+fn properties(doc: &Value, schema: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][schema]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("schema {schema}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[actix_rt::test]
+async fn what_the_api_returns_is_what_the_document_describes() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    let org = server.org("acme");
+    let (_, admin) = cli_key(&server, &org, "live", ALL, &[]);
+
+    let key = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&admin),
+        Some(json!({"name": "k", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(key.0, 201);
+    assert_eq!(keys(&key.2), properties(&doc, "ApiKey"));
+    let client = v1(
+        &server,
+        "POST",
+        "/v1/clients",
+        Some(&admin),
+        Some(json!({"client_name": "c", "grant_types": ["client_credentials"]})),
+    )
+    .await;
+    assert_eq!(client.0, 201);
+    let mut described = properties(&doc, "ClientView");
+    described.remove("jwks");
+    described.remove("jwks_uri");
+    assert_eq!(keys(&client.2), described);
+    let user = v1(
+        &server,
+        "POST",
+        "/v1/users",
+        Some(&admin),
+        Some(json!({"username": "u1", "password": "a long enough passphrase"})),
+    )
+    .await;
+    assert_eq!(user.0, 201);
+    assert_eq!(keys(&user.2), properties(&doc, "UserView"));
+    let org_view = v1(&server, "GET", "/v1/organization", Some(&admin), None).await;
+    assert_eq!(keys(&org_view.2), properties(&doc, "OrgView"));
+    let log = v1(&server, "GET", "/v1/audit-events", Some(&admin), None).await;
+    assert_eq!(keys(&log.2["data"][0]), properties(&doc, "AuditView"));
+    let err = v1(&server, "GET", "/v1/clients/nope", Some(&admin), None).await;
+    let mut described = properties(&doc, "ErrorBody");
+    described.remove("field");
+    assert_eq!(keys(&err.2), described);
+}

@@ -431,10 +431,7 @@ async fn dashboard() {
     c.goto(&server.url("/dashboard/api-keys")).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/login");
     fill_and_submit(&chrome, "root", "correct horse battery").await;
-    assert_eq!(
-        c.current_url().await.unwrap().path(),
-        "/dashboard/api-keys"
-    );
+    assert_eq!(c.current_url().await.unwrap().path(), "/dashboard/api-keys");
     assert_eq!(c.title().await.unwrap(), "API keys · Latchkey");
 
     // Create a restricted key with a few scopes (clicking the labels, as a person would).
@@ -456,7 +453,10 @@ async fn dashboard() {
     let key = value_of(&chrome, "#new-key").await;
     assert!(key.starts_with("rk_live_"), "{key}");
     assert_eq!(key.len(), "rk_live_".len() + 43 + 6);
-    assert!(latchkey::apikey::parse(&key).is_some(), "the checksum holds");
+    assert!(
+        latchkey::apikey::parse(&key).is_some(),
+        "the checksum holds"
+    );
     let readonly = c
         .find(Locator::Css("#new-key"))
         .await
@@ -480,7 +480,10 @@ async fn dashboard() {
         if status.contains("clipboard") || status.contains("refused") {
             break;
         }
-        assert!(Instant::now() < deadline, "the Copy button did nothing: {status}");
+        assert!(
+            Instant::now() < deadline,
+            "the Copy button did nothing: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if copy.text().await.unwrap() == "Copied" {
@@ -506,10 +509,7 @@ async fn dashboard() {
     assert!(source.contains("write, keys:manage"));
 
     // Rotate without grace: a new key, shown once; the old one stops at once.
-    let select = c
-        .find(Locator::Css("form.row-form select"))
-        .await
-        .unwrap();
+    let select = c.find(Locator::Css("form.row-form select")).await.unwrap();
     select.select_by_value("0").await.unwrap();
     click_and_wait(&chrome, "form.row-form button[type=submit]").await;
     let rotated = value_of(&chrome, "#new-key").await;
@@ -552,6 +552,10 @@ async fn dashboard() {
         .unwrap();
     fill_and_submit(&chrome, "ada", "analytical engine").await;
     assert_eq!(text_of(&chrome, "h1").await, "Administrators only");
-    assert!(c.find_all(Locator::Css("form.create")).await.unwrap().is_empty());
+    assert!(c
+        .find_all(Locator::Css("form.create"))
+        .await
+        .unwrap()
+        .is_empty());
     chrome.client.clone().close().await.unwrap();
 }

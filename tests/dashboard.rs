@@ -157,7 +157,10 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
     let (status, headers, html) = root.get(&server.url(PAGE)).await;
     assert_eq!(status, 200);
     let csp = headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(headers["cache-control"], "no-store");
     for label in [
@@ -171,14 +174,24 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
         assert!(html.contains(label), "{label} labels its input");
     }
     for scope in latchkey::apikey::SCOPES {
-        assert!(html.contains(&format!(r#"name="scope_{scope}""#)), "{scope}");
+        assert!(
+            html.contains(&format!(r#"name="scope_{scope}""#)),
+            "{scope}"
+        );
     }
     // The one script is a file of our own; nothing inline.
     assert_eq!(html.matches("<script").count(), 1);
     assert!(html.contains(r#"<script src=""#));
-    let js = http().get(server.url("/assets/dashboard.js")).send().await.unwrap();
+    let js = http()
+        .get(server.url("/assets/dashboard.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(js.status(), 200);
-    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
     assert!(js.text().await.unwrap().contains("navigator.clipboard"));
 
     // Create: the key is shown once, in the response to the POST, not cached.
@@ -212,7 +225,11 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
     assert_eq!(row.scopes, "read write");
     assert_eq!(row.allowed_ips, "127.0.0.1/32,10.0.0.0/8,192.168.1.7/32");
     assert_eq!(row.expires_at, Some(4_073_500_800));
-    assert_eq!(row.created_by, format!("user:{root_id}"), "the admin is the actor");
+    assert_eq!(
+        row.created_by,
+        format!("user:{root_id}"),
+        "the admin is the actor"
+    );
 
     // The list shows it (prefix, name, environment, scopes, expiry), never the key again.
     let (status, _, html) = root.get(&server.url(PAGE)).await;
@@ -226,7 +243,10 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
 
     // A sandbox key with every scope is an sk_test_ key.
     let mut all: Vec<(&str, &str)> = vec![("name", "sandbox root"), ("environment", "sandbox")];
-    let names: Vec<String> = latchkey::apikey::SCOPES.iter().map(|s| format!("scope_{s}")).collect();
+    let names: Vec<String> = latchkey::apikey::SCOPES
+        .iter()
+        .map(|s| format!("scope_{s}"))
+        .collect();
     all.extend(names.iter().map(|n| (n.as_str(), "on")));
     let (status, _, html) = create(&server, &root, &all).await;
     assert_eq!(status, 200);
@@ -235,8 +255,14 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
     assert_eq!(authtest(&server, &sandbox).await, 200);
 
     // Rotate with an hour of grace: the new key works, and so does the old one meanwhile.
-    let (status, headers, html) =
-        post_action(&server, &root, &row.id, "rotate", &[("grace_period_seconds", "3600")]).await;
+    let (status, headers, html) = post_action(
+        &server,
+        &root,
+        &row.id,
+        "rotate",
+        &[("grace_period_seconds", "3600")],
+    )
+    .await;
     assert_eq!(status, 200, "{html}");
     assert_eq!(headers["cache-control"], "no-store");
     let second = shown_key(&html);
@@ -244,9 +270,16 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
     assert_ne!(second, key);
     assert!(html.contains("was rotated"));
     assert_eq!(authtest(&server, &second).await, 200);
-    assert_eq!(authtest(&server, &key).await, 200, "the old key works during its grace");
+    assert_eq!(
+        authtest(&server, &key).await,
+        200,
+        "the old key works during its grace"
+    );
     let (_, _, html) = root.get(&server.url(PAGE)).await;
-    assert!(html.contains("Rotated to"), "the list says the old key was rotated");
+    assert!(
+        html.contains("Rotated to"),
+        "the list says the old key was rotated"
+    );
     assert!(!html.contains(&second));
     // A rotated key cannot be rotated again: a 409 on the page, nothing changed.
     let (status, _, html) = post_action(&server, &root, &row.id, "rotate", &[]).await;
@@ -260,8 +293,14 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
         .find(|k| k.rotated_to.is_none() && k.environment == "live")
         .unwrap()
         .id;
-    let (status, _, html) =
-        post_action(&server, &root, &second_id, "rotate", &[("grace_period_seconds", "0")]).await;
+    let (status, _, html) = post_action(
+        &server,
+        &root,
+        &second_id,
+        "rotate",
+        &[("grace_period_seconds", "0")],
+    )
+    .await;
     assert_eq!(status, 200, "{html}");
     let third = shown_key(&html);
     assert_eq!(authtest(&server, &third).await, 200);
@@ -313,7 +352,10 @@ async fn a_forged_or_missing_csrf_token_changes_nothing() {
                 PAGE.to_string(),
                 with(vec![("name", "evil".into()), ("scope_read", "on".into())]),
             ),
-            (format!("{PAGE}/{id}/rotate"), with(vec![("grace_period_seconds", "0".into())])),
+            (
+                format!("{PAGE}/{id}/rotate"),
+                with(vec![("grace_period_seconds", "0".into())]),
+            ),
             (format!("{PAGE}/{id}/revoke"), with(vec![])),
         ];
         for (path, form) in attempts {
@@ -348,29 +390,55 @@ async fn another_organizations_key_is_not_found_and_bad_input_is_a_400_page() {
     }
     let (status, _, _) = post_action(&server, &root, "key_doesnotexist", "revoke", &[]).await;
     assert_eq!(status, 404);
-    assert_eq!(authtest(&server, &their_key).await, 200, "their key still works");
+    assert_eq!(
+        authtest(&server, &their_key).await,
+        200,
+        "their key still works"
+    );
     let listed = server.cli_json(&["api-key", "list", "--org", "globex"]);
     assert!(listed[0]["rotated_to"].is_null());
 
     // Bad input: a 400 page with the error beside the form, what was typed kept; no key.
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (&[("name", ""), ("scope_read", "on")], "name must be 1 to 200 characters"),
-        (&[("name", "   "), ("scope_read", "on")], "name must be 1 to 200 characters"),
+        (
+            &[("name", ""), ("scope_read", "on")],
+            "name must be 1 to 200 characters",
+        ),
+        (
+            &[("name", "   "), ("scope_read", "on")],
+            "name must be 1 to 200 characters",
+        ),
         (&[("name", "no scopes")], "scopes must name at least one"),
         (
-            &[("name", "bad ip"), ("scope_read", "on"), ("allowed_ips", "10.0.0.300/8")],
+            &[
+                ("name", "bad ip"),
+                ("scope_read", "on"),
+                ("allowed_ips", "10.0.0.300/8"),
+            ],
             "is not an IP address or CIDR",
         ),
         (
-            &[("name", "past"), ("scope_read", "on"), ("expires_at", "2001-01-01")],
+            &[
+                ("name", "past"),
+                ("scope_read", "on"),
+                ("expires_at", "2001-01-01"),
+            ],
             "expires_at must be in the future",
         ),
         (
-            &[("name", "not a date"), ("scope_read", "on"), ("expires_at", "tomorrow")],
+            &[
+                ("name", "not a date"),
+                ("scope_read", "on"),
+                ("expires_at", "tomorrow"),
+            ],
             "must be a date such as",
         ),
         (
-            &[("name", "odd env"), ("scope_read", "on"), ("environment", "staging")],
+            &[
+                ("name", "odd env"),
+                ("scope_read", "on"),
+                ("environment", "staging"),
+            ],
             "environment must be live or sandbox",
         ),
     ];
@@ -393,8 +461,14 @@ async fn another_organizations_key_is_not_found_and_bad_input_is_a_400_page() {
     let key = shown_key(&html);
     let id = keys_of(&server, &org).await[0].id.clone();
     for grace in ["soon", "-1", "99999999"] {
-        let (status, _, html) =
-            post_action(&server, &root, &id, "rotate", &[("grace_period_seconds", grace)]).await;
+        let (status, _, html) = post_action(
+            &server,
+            &root,
+            &id,
+            "rotate",
+            &[("grace_period_seconds", grace)],
+        )
+        .await;
         assert_eq!(status, 400, "{grace}: {html}");
         assert!(html.contains("grace period") || html.contains("grace_period_seconds"));
     }

@@ -350,7 +350,11 @@ pub async fn delete(
 
 /// Revocation under the rules (shared by `/v1` and the dashboard): another organization's
 /// key, or one already revoked, is `404`.
-pub async fn revoke_key(state: &AppState, caller: &Caller, id: String) -> Result<ApiKeyRow, ApiError> {
+pub async fn revoke_key(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> Result<ApiKeyRow, ApiError> {
     caller.require("keys:manage")?;
     let row = load(state, caller, id).await?;
     let (org, id) = (row.org_id.clone(), row.id.clone());
@@ -380,8 +384,13 @@ pub async fn rotate(
 ) -> Result<HttpResponse, ApiError> {
     caller.require("keys:manage")?;
     let body: Rotate = json_body(&req, payload).await?;
-    let (row, secret) =
-        rotate_key(&state, &caller, path.into_inner(), body.grace_period_seconds).await?;
+    let (row, secret) = rotate_key(
+        &state,
+        &caller,
+        path.into_inner(),
+        body.grace_period_seconds,
+    )
+    .await?;
     Ok(ok_no_store(
         StatusCode::CREATED,
         view_with_secret(&row, &secret),

@@ -214,12 +214,13 @@ fn lines(rows: &[ApiKeyRow], now: i64) -> Vec<KeyLine> {
     rows.iter()
         .map(|r| {
             let scopes = Scopes::from_stored(&r.scopes);
-            let rotated = r.rotated_to.as_ref().map(|to| {
-                match rows.iter().find(|s| &s.id == to) {
+            let rotated = r
+                .rotated_to
+                .as_ref()
+                .map(|to| match rows.iter().find(|s| &s.id == to) {
                     Some(s) => format!("Rotated to {}…", s.key_prefix),
                     None => "Rotated".to_string(),
-                }
-            });
+                });
             KeyLine {
                 id: r.id.clone(),
                 prefix: r.key_prefix.clone(),
@@ -265,7 +266,13 @@ impl Default for View<'_> {
 }
 
 /// The page: the organization's unrevoked keys, the create form, and what `view` adds.
-async fn render(state: &AppState, req: &HttpRequest, raw: &str, user: &UserRow, view: View<'_>) -> HttpResponse {
+async fn render(
+    state: &AppState,
+    req: &HttpRequest,
+    raw: &str,
+    user: &UserRow,
+    view: View<'_>,
+) -> HttpResponse {
     let org = user.org_id.clone();
     let rows = match state
         .store
@@ -495,7 +502,10 @@ pub async fn rotate(
         None => None,
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => {
-            let e = ApiError::invalid("grace_period_seconds", "the grace period must be a number of seconds");
+            let e = ApiError::invalid(
+                "grace_period_seconds",
+                "the grace period must be a number of seconds",
+            );
             return refused(&state, &req, &raw, &user, e).await;
         }
     };

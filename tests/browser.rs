@@ -379,3 +379,183 @@ async fn consent() {
     assert_eq!(c.title().await.unwrap(), "Allow Acme Notes? · Latchkey");
     chrome.client.clone().close().await.unwrap();
 }
+
+async fn text_of(chrome: &Chrome, selector: &str) -> String {
+    chrome
+        .client
+        .find(Locator::Css(selector))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn value_of(chrome: &Chrome, selector: &str) -> String {
+    chrome
+        .client
+        .find(Locator::Css(selector))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn authtest_status(server: &TestServer, key: &str) -> u16 {
+    http()
+        .get(server.url("/v1/utils/authtest"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[actix_web::test]
+async fn an_admin_manages_api_keys_on_the_dashboard_in_a_real_browser() {
+    within_two_minutes(dashboard()).await
+}
+
+async fn dashboard() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    server.person("acme", "root", "correct horse battery", &["--admin"]);
+    server.person("acme", "ada", "analytical engine", &[]);
+    let chrome = chrome().await;
+    let c = &chrome.client;
+
+    // Signed out: the login page, then back to the dashboard.
+    c.goto(&server.url("/dashboard/api-keys")).await.unwrap();
+    assert_eq!(c.current_url().await.unwrap().path(), "/login");
+    fill_and_submit(&chrome, "root", "correct horse battery").await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/dashboard/api-keys");
+    assert_eq!(c.title().await.unwrap(), "API keys · Latchkey");
+
+    // Create a restricted key with a few scopes (clicking the labels, as a person would).
+    c.find(Locator::Css("#key-name"))
+        .await
+        .unwrap()
+        .send_keys("Billing worker")
+        .await
+        .unwrap();
+    for id in ["scope-write", "scope-keys-manage"] {
+        c.find(Locator::Css(&format!("label[for={id}]")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    click_and_wait(&chrome, "form.create button[type=submit]").await;
+    let key = value_of(&chrome, "#new-key").await;
+    assert!(key.starts_with("rk_live_"), "{key}");
+    assert_eq!(key.len(), "rk_live_".len() + 43 + 6);
+    assert!(
+        latchkey::apikey::parse(&key).is_some(),
+        "the checksum holds"
+    );
+    let readonly = c
+        .find(Locator::Css("#new-key"))
+        .await
+        .unwrap()
+        .attr("readonly")
+        .await
+        .unwrap();
+    assert!(readonly.is_some(), "the key sits in a readonly input");
+
+    // The Copy button: shown by the script (served from /assets/ under script-src 'self').
+    let copy = c.find(Locator::Css("#copy-key")).await.unwrap();
+    assert!(copy.is_displayed().await.unwrap(), "the script ran");
+    assert_eq!(copy.text().await.unwrap(), "Copy");
+    c.set_window_size(1180, 900).await.unwrap();
+    screenshot(&chrome, "dashboard.png").await;
+    copy.click().await.unwrap();
+    // Headless chromium may refuse the clipboard; either way the page says what happened.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = text_of(&chrome, "#copy-status").await;
+        if status.contains("clipboard") || status.contains("refused") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Copy button did nothing: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if copy.text().await.unwrap() == "Copied" {
+        let read = c
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 navigator.clipboard.readText().then(done, () => done(null));",
+                vec![],
+            )
+            .await
+            .ok();
+        if let Some(text) = read.as_ref().and_then(|v| v.as_str()) {
+            assert_eq!(text, key, "the clipboard holds the key");
+        }
+    }
+    assert_eq!(authtest_status(&server, &key).await, 200);
+
+    // Reloading shows the key's prefix in the list, never the key again.
+    c.goto(&server.url("/dashboard/api-keys")).await.unwrap();
+    let source = c.source().await.unwrap();
+    assert!(!source.contains(&key));
+    assert!(source.contains("Billing worker"));
+    assert!(source.contains("write, keys:manage"));
+
+    // Rotate without grace: a new key, shown once; the old one stops at once.
+    let select = c.find(Locator::Css("form.row-form select")).await.unwrap();
+    select.select_by_value("0").await.unwrap();
+    click_and_wait(&chrome, "form.row-form button[type=submit]").await;
+    let rotated = value_of(&chrome, "#new-key").await;
+    assert!(rotated.starts_with("rk_live_") && rotated != key);
+    assert_eq!(authtest_status(&server, &rotated).await, 200);
+    assert_eq!(authtest_status(&server, &key).await, 401);
+
+    // Revoke the new key (its row is the one with its prefix): refused at once, and it leaves
+    // the list; the old one is listed as rotated and expired.
+    let prefix = &rotated[.."rk_live_".len() + 4];
+    let old = c.find(Locator::Css("html")).await.unwrap();
+    c.find(Locator::XPath(&format!(
+        "//tr[.//code[starts-with(., '{prefix}')]]//button[contains(@class, 'danger')]"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old.tag_name().await.is_ok() {
+        assert!(Instant::now() < deadline, "the click did not navigate");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
+    assert!(text_of(&chrome, "p.notice").await.contains("revoked"));
+    assert_eq!(authtest_status(&server, &rotated).await, 401);
+    let source = c.source().await.unwrap();
+    assert!(!source.contains(prefix), "a revoked key leaves the list");
+    assert!(source.contains("Rotated") && source.contains("Expired"));
+
+    // Signing out, then in as a person who is not an admin: refused.
+    click_and_wait(&chrome, "form.inline button[type=submit]").await;
+    c.goto(&server.url("/login?return_to=/dashboard/api-keys"))
+        .await
+        .unwrap();
+    fill_and_submit(&chrome, "ada", "analytical engine").await;
+    assert_eq!(text_of(&chrome, "h1").await, "Administrators only");
+    assert!(c
+        .find_all(Locator::Css("form.create"))
+        .await
+        .unwrap()
+        .is_empty());
+    chrome.client.clone().close().await.unwrap();
+}

@@ -270,6 +270,21 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     caller.require("keys:manage")?;
     let body: CreateKey = json_body(&req, payload).await?;
+    let (row, secret) = create_key(&state, &caller, body).await?;
+    Ok(ok_no_store(
+        StatusCode::CREATED,
+        view_with_secret(&row, &secret),
+    ))
+}
+
+/// Creation under the rules (shared by `/v1` and the dashboard): the key's row and the key
+/// itself, shown once.
+pub async fn create_key(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateKey,
+) -> Result<(ApiKeyRow, String), ApiError> {
+    caller.require("keys:manage")?;
     let now = store::now();
     let spec = KeySpec::parse(body, caller.environment, now)?;
     if spec.environment == Environment::Live {
@@ -295,10 +310,7 @@ pub async fn create(
         .run(move |c| store::api_keys::insert(c, &stored, &event))
         .await?;
     tracing::info!(key_id = %row.id, org_id = %row.org_id, actor = %caller.actor(), "API key created");
-    Ok(ok_no_store(
-        StatusCode::CREATED,
-        view_with_secret(&row, &secret),
-    ))
+    Ok((row, secret))
 }
 
 fn escalation(held: Scopes, wanted: Scopes) -> ApiError {
@@ -396,7 +408,22 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("keys:manage")?;
-    let row = load(&state, &caller, path.into_inner()).await?;
+    let row = revoke_key(&state, &caller, path.into_inner()).await?;
+    Ok(ok_no_store(
+        StatusCode::OK,
+        json!({"id": row.id, "object": "api_key", "deleted": true}),
+    ))
+}
+
+/// Revocation under the rules (shared by `/v1` and the dashboard): another organization's
+/// key, or one already revoked, is `404`.
+pub async fn revoke_key(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> Result<ApiKeyRow, ApiError> {
+    caller.require("keys:manage")?;
+    let row = load(state, caller, id).await?;
     let (org, id) = (row.org_id.clone(), row.id.clone());
     let event = caller
         .audit()
@@ -409,10 +436,7 @@ pub async fn delete(
         return Err(ApiError::not_found("API key"));
     }
     tracing::info!(key_id = %row.id, org_id = %row.org_id, actor = %caller.actor(), "API key revoked");
-    Ok(ok_no_store(
-        StatusCode::OK,
-        json!({"id": row.id, "object": "api_key", "deleted": true}),
-    ))
+    Ok(row)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -446,7 +470,29 @@ pub async fn rotate(
 ) -> Result<HttpResponse, ApiError> {
     caller.require("keys:manage")?;
     let body: Rotate = json_body(&req, payload).await?;
-    let grace = match body.grace_period_seconds {
+    let (row, secret) = rotate_key(
+        &state,
+        &caller,
+        path.into_inner(),
+        body.grace_period_seconds,
+    )
+    .await?;
+    Ok(ok_no_store(
+        StatusCode::CREATED,
+        view_with_secret(&row, &secret),
+    ))
+}
+
+/// Rotation under the rules (shared by `/v1` and the dashboard): the successor's row and
+/// its key, shown once; the old key works for `grace_period_seconds` (default one day).
+pub async fn rotate_key(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    grace_period_seconds: Option<i64>,
+) -> Result<(ApiKeyRow, String), ApiError> {
+    caller.require("keys:manage")?;
+    let grace = match grace_period_seconds {
         None => DEFAULT_GRACE,
         Some(n) if (0..=MAX_GRACE).contains(&n) => n,
         Some(_) => {
@@ -456,7 +502,7 @@ pub async fn rotate(
             ))
         }
     };
-    let old = load(&state, &caller, path.into_inner()).await?;
+    let old = load(state, caller, id).await?;
     let now = store::now();
     if !old.is_live(now) {
         return Err(ApiError::conflict("an expired key cannot be rotated"));
@@ -504,8 +550,5 @@ pub async fn rotate(
         ));
     }
     tracing::info!(key_id = %old.id, successor = %row.id, org_id = %row.org_id, actor = %caller.actor(), grace, "API key rotated");
-    Ok(ok_no_store(
-        StatusCode::CREATED,
-        view_with_secret(&row, &secret),
-    ))
+    Ok((row, secret))
 }

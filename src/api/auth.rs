@@ -43,6 +43,10 @@ pub enum Credential {
         sub: String,
         client_id: String,
     },
+    /// A person signed in to the dashboard (an admin of the organization; SPEC §3).
+    Session {
+        user_id: String,
+    },
 }
 
 impl Caller {
@@ -54,6 +58,7 @@ impl Caller {
                 format!("client:{client_id}")
             }
             Credential::AccessToken { sub, .. } => format!("user:{sub}"),
+            Credential::Session { user_id } => format!("user:{user_id}"),
         }
     }
 

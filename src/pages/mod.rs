@@ -7,6 +7,7 @@
 //! per-browser random cookie (and, once signed in, of the session), so a token taken from one
 //! browser or session is worthless in another.
 
+pub mod dashboard;
 pub mod login;
 pub mod rp_logout;
 
@@ -32,7 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::post().to(login::login_submit))
         .route("/logout", web::get().to(login::logout_page))
         .route("/logout", web::post().to(login::logout_submit))
-        .route("/assets/latchkey.css", web::get().to(stylesheet));
+        .route("/assets/latchkey.css", web::get().to(stylesheet))
+        .configure(dashboard::routes);
 }
 
 async fn stylesheet() -> HttpResponse {

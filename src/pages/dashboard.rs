@@ -164,8 +164,9 @@ async fn admin(state: &AppState, req: &HttpRequest) -> Result<(String, UserRow),
 }
 
 /// The admin acts with every scope, live, for their own organization (SPEC §3).
-fn caller(user: &UserRow) -> Caller {
+fn caller(state: &AppState, req: &HttpRequest, user: &UserRow) -> Caller {
     Caller {
+        ip: super::client_addr(state, req),
         org_id: user.org_id.clone(),
         scopes: Scopes::all(),
         environment: Environment::Live,
@@ -460,7 +461,7 @@ pub async fn create(
         metadata: None,
     });
     let created = match body {
-        Ok(body) => create_key(&state, &caller(&user), body).await,
+        Ok(body) => create_key(&state, &caller(&state, &req, &user), body).await,
         Err(e) => Err(e),
     };
     let view = match created {
@@ -509,7 +510,7 @@ pub async fn rotate(
             return refused(&state, &req, &raw, &user, e).await;
         }
     };
-    let caller = caller(&user);
+    let caller = caller(&state, &req, &user);
     let id = path.into_inner();
     // The old key's prefix, to say what was rotated (read under the same organization wall).
     let (org, old_id) = (user.org_id.clone(), id.clone());
@@ -550,7 +551,7 @@ pub async fn revoke(
     if let Err(res) = checked_form(&state, &req, payload, &raw).await {
         return res;
     }
-    match revoke_key(&state, &caller(&user), path.into_inner()).await {
+    match revoke_key(&state, &caller(&state, &req, &user), path.into_inner()).await {
         // POST-redirect-GET: nothing secret to show.
         Ok(_) => {
             let mut res = HttpResponse::SeeOther();

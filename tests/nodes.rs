@@ -639,3 +639,208 @@ fn logs_of_a_whole_api_key_run_hold_no_key() {
         "a presented key reached the log"
     );
 }
+
+/// A `/v1` request with a JSON body and extra header lines: (status, headers, JSON body).
+fn v1_send(
+    base: &str,
+    method: &str,
+    path: &str,
+    bearer: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, String, Value) {
+    let (status, head, body) = raw(
+        base,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: {{host}}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    (
+        status,
+        head,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn an_idempotency_key_holds_across_nodes() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string()),
+    ];
+    let a = Node::spawn(&env, dir.path());
+    let b = Node::spawn(&env, dir.path());
+    cli(&env, dir.path(), &["org", "create", "acme"]);
+    let root = cli(
+        &env,
+        dir.path(),
+        &[
+            "api-key",
+            "create",
+            "--org",
+            "acme",
+            "--env",
+            "live",
+            "--scopes",
+            "clients:manage",
+        ],
+    );
+    let root = root["api_key"].as_str().unwrap();
+    let body = r#"{"client_name":"billing","grant_types":["client_credentials"]}"#;
+    let idem = "Idempotency-Key: 7f9c2ba4-e88f-11ed-a05b-0242ac120003\r\n";
+    let first = v1_send(&a.base, "POST", "/v1/clients", root, body, idem);
+    assert_eq!(first.0, 201, "{}", first.2);
+    let again = v1_send(&b.base, "POST", "/v1/clients", root, body, idem);
+    assert_eq!(again.0, 201);
+    assert!(again.1.contains("idempotent-replayed: true"), "{}", again.1);
+    assert_eq!(
+        again.2, first.2,
+        "node B replays node A's response, secret included"
+    );
+    let other = v1_send(
+        &b.base,
+        "POST",
+        "/v1/clients",
+        root,
+        r#"{"client_name":"x","grant_types":["client_credentials"]}"#,
+        idem,
+    );
+    assert_eq!(other.0, 409);
+    let (_, listed) = v1_get(&a.base, "/v1/clients", root);
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        1,
+        "one client made"
+    );
+}
+
+#[test]
+fn logs_and_the_audit_log_of_a_whole_management_run_hold_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("LATCHKEY_SECRET".to_string(), SECRET_B64.to_string()),
+        ("LATCHKEY_LOG".to_string(), "debug".to_string()),
+    ];
+    let mut node = Node::spawn(&env, dir.path());
+    cli(&env, dir.path(), &["org", "create", "acme"]);
+    let root = cli(
+        &env,
+        dir.path(),
+        &[
+            "api-key",
+            "create",
+            "--org",
+            "acme",
+            "--env",
+            "live",
+            "--scopes",
+            "read,write,delete,admin,keys:manage,clients:manage,users:manage,audit:read",
+        ],
+    );
+    let root = root["api_key"].as_str().unwrap().to_string();
+    let mut secrets = vec![root.clone()];
+    let idem = "Idempotency-Key: run-1\r\n";
+    let body = r#"{"client_name":"billing","grant_types":["client_credentials"],"scope":"read"}"#;
+    let (status, _, client) = v1_send(&node.base, "POST", "/v1/clients", &root, body, idem);
+    assert_eq!(status, 201);
+    let replay = v1_send(&node.base, "POST", "/v1/clients", &root, body, idem);
+    assert_eq!(replay.2, client);
+    let cid = client["client_id"].as_str().unwrap().to_string();
+    secrets.push(client["client_secret"].as_str().unwrap().to_string());
+    let (status, _, rotated) = v1_send(
+        &node.base,
+        "POST",
+        &format!("/v1/clients/{cid}/secret"),
+        &root,
+        r#"{"grace_period_seconds":60}"#,
+        "",
+    );
+    assert_eq!(status, 200);
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_string();
+    secrets.push(new_secret.clone());
+    let (status, _) = post_form(
+        &node.base,
+        "/oauth2/token",
+        (&cid, &new_secret),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(status, 200);
+    let (status, _) = post_form(
+        &node.base,
+        "/oauth2/token",
+        (&cid, "guessed-secret-xyz"),
+        "grant_type=client_credentials",
+    );
+    assert_eq!(status, 401);
+    let password = "correct horse battery staple";
+    secrets.push(password.to_string());
+    let (status, _, person) = v1_send(
+        &node.base,
+        "POST",
+        "/v1/users",
+        &root,
+        &format!(r#"{{"username":"zoe","password":"{password}"}}"#),
+        "Idempotency-Key: run-2\r\n",
+    );
+    assert_eq!(status, 201, "{person}");
+    let (status, _, key) = v1_send(
+        &node.base,
+        "POST",
+        "/v1/api-keys",
+        &root,
+        r#"{"name":"k","scopes":["read"]}"#,
+        "",
+    );
+    assert_eq!(status, 201);
+    secrets.push(key["api_key"].as_str().unwrap().to_string());
+
+    // The audit log, as the API shows it (the refusal is written off the request path).
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, audit) = v1_get(&node.base, "/v1/audit-events?limit=100", &root);
+    assert_eq!(status, 200);
+    let audit = audit.to_string();
+    for action in [
+        "client.created",
+        "client.secret_rotated",
+        "user.created",
+        "api_key.created",
+        "credential.refused",
+    ] {
+        assert!(audit.contains(action), "{action} in {audit}");
+    }
+
+    node.signal(libc::SIGTERM);
+    assert!(node.wait_exit(Duration::from_secs(35)).success());
+    let mut logs = String::new();
+    node.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("client created"),
+        "the run was logged: {logs}"
+    );
+    for s in secrets
+        .iter()
+        .map(String::as_str)
+        .chain(["guessed-secret-xyz"])
+    {
+        assert!(!logs.contains(s), "a secret reached the server log");
+        assert!(!audit.contains(s), "a secret reached the audit log");
+    }
+    // The replayable responses are sealed: the database file holds none of the secrets.
+    let mut db = std::fs::read(dir.path().join("data/latchkey.db")).unwrap();
+    if let Ok(wal) = std::fs::read(dir.path().join("data/latchkey.db-wal")) {
+        db.extend_from_slice(&wal);
+    }
+    let db = String::from_utf8_lossy(&db);
+    assert!(db.contains("zoe"), "the database file holds the run");
+    for s in &secrets {
+        assert!(!db.contains(s.as_str()), "a secret is stored in the clear");
+    }
+}

@@ -23,7 +23,7 @@ fn allowed(caller: &Caller) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: String,
-    /// At least 12 characters; stored as an Argon2id hash, never shown.
+    /// At least 8 characters; stored as an Argon2id hash, never shown.
     pub password: String,
     pub email: Option<String>,
     pub name: Option<String>,

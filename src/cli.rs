@@ -589,7 +589,12 @@ fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Val
             let blank = Client::blank(&org.id, now);
             let mut client = apply_spec(blank, &spec).map_err(|e| anyhow!("{e}"))?;
             let secret = client.issue_secret(&secrets);
-            clients::insert(&mut conn, &client).map_err(store_err)?;
+            let event = crate::audit::Context::cli(&client.org_id).event(
+                "client.created",
+                Some(&client.client_id),
+                serde_json::json!({"client_name": client.name, "scope": client.scopes.to_string()}),
+            );
+            clients::insert(&mut conn, &client, &event).map_err(store_err)?;
             eprintln!(
                 "client {} created{}",
                 client.client_id,
@@ -609,7 +614,12 @@ fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Val
             let (client, secret) = existing
                 .updated(&spec, &secrets, now)
                 .map_err(|e| anyhow!("{e}"))?;
-            clients::update(&mut conn, &client).map_err(store_err)?;
+            let event = crate::audit::Context::cli(&client.org_id).event(
+                "client.updated",
+                Some(&client.client_id),
+                serde_json::json!({"client_name": client.name, "scope": client.scopes.to_string()}),
+            );
+            clients::update(&mut conn, &client, &event).map_err(store_err)?;
             Ok(serde_json::to_value(ClientView::of(&client, secret))?)
         }
         ClientCommand::List { org } => {

@@ -953,6 +953,63 @@ async fn access_tokens_for_the_v1_audience_work_and_others_do_not() {
         "a token granting what it does not hold",
     );
 
+    // A token of a client deleted since is refused at once.
+    let fresh = server
+        .access_token(&id, &secret, &[("resource", &v1_aud)])
+        .await;
+    let (_, admin) = cli_key(&server, "acme", "live", ALL, &[]);
+    let doomed = server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "doomed",
+        "--grant-types",
+        "client_credentials",
+        "--scopes",
+        "read keys:manage",
+        "--audience",
+        &v1_aud,
+    ]);
+    let (did, dsecret) = (
+        doomed["client_id"].as_str().unwrap(),
+        doomed["client_secret"].as_str().unwrap(),
+    );
+    let doomed_token = server
+        .access_token(did, dsecret, &[("resource", &v1_aud)])
+        .await;
+    assert_eq!(
+        v1(&server, "GET", "/v1/api-keys", Some(&doomed_token), None)
+            .await
+            .0,
+        200
+    );
+    let gone = v1(
+        &server,
+        "DELETE",
+        &format!("/v1/clients/{did}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(gone.0, 200);
+    assert_error(
+        &v1(&server, "GET", "/v1/api-keys", Some(&doomed_token), None).await,
+        401,
+        "unauthorized",
+        "a deleted client's token",
+    );
+    // Introspection agrees.
+    let intro = server.introspect(&id, &secret, &doomed_token).await;
+    assert_eq!(intro["active"], false, "{intro}");
+    assert_eq!(
+        v1(&server, "GET", "/v1/api-keys", Some(&fresh), None)
+            .await
+            .0,
+        200
+    );
+
     // A token minted for another audience is refused.
     let other = server
         .access_token(&id, &secret, &[("resource", "https://api.acme.test")])

@@ -147,6 +147,16 @@ async fn signed_out_goes_to_the_login_page_and_back_and_a_non_admin_is_refused()
         .await;
     assert_eq!(status, 403);
     assert!(keys_of(&server, &org).await.is_empty());
+
+    // The organization's allowlist holds on the dashboard as on /v1: an admin from an address
+    // outside it is refused.
+    server.cli_json(&["org", "update", "acme", "--allowed-ips", "10.0.0.0/8"]);
+    let (status, _, html) = stranger.get(&server.url(PAGE)).await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("Not from this address"));
+    server.cli_json(&["org", "update", "acme", "--allowed-ips", ""]);
+    let (status, _, _) = stranger.get(&server.url(PAGE)).await;
+    assert_eq!(status, 200, "an empty list allows every address again");
 }
 
 #[actix_web::test]
@@ -325,6 +335,26 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
     // Revoking it again: 404.
     let (status, _, _) = post_action(&server, &root, &third_row.id, "revoke", &[]).await;
     assert_eq!(status, 404);
+    // Every change is in the audit log, by the signed-in admin, from the browser's address.
+    let org_id = org.clone();
+    let log = server
+        .state
+        .store
+        .run(move |c| latchkey::store::audit::list(c, &org_id, None, 100))
+        .await
+        .unwrap()
+        .unwrap();
+    let by_root: Vec<&str> = log
+        .iter()
+        .filter(|e| e.actor == format!("user:{root_id}"))
+        .map(|e| e.action.as_str())
+        .collect();
+    for action in ["api_key.created", "api_key.rotated", "api_key.revoked"] {
+        assert!(by_root.contains(&action), "{action} in {by_root:?}");
+    }
+    assert!(log
+        .iter()
+        .all(|e| e.actor != format!("user:{root_id}") || e.ip.as_deref() == Some("127.0.0.1")));
 }
 
 #[actix_web::test]

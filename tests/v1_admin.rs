@@ -316,7 +316,7 @@ async fn another_organization_escalation_and_sandbox_are_refused_and_change_noth
     .await;
     assert_eq!(a_view.2["client_name"], "svc");
     let people = v1(&server, "GET", "/v1/users", Some(&admin_a), None).await;
-    assert_eq!(people.2["data"].as_array().unwrap().len(), 1);
+    assert_eq!(people.2["data"].as_array().unwrap().len(), 1, "alice");
     let b_people = v1(&server, "GET", "/v1/users", Some(&admin_b), None).await;
     assert_eq!(
         b_people.2["data"],
@@ -412,6 +412,8 @@ async fn another_organization_escalation_and_sandbox_are_refused_and_change_noth
     )
     .await;
     assert_error(&admin_person, 403, "scope_grant_forbidden", "admin person");
+    // Whoever sets a password can act as that person: users:manage alone cannot make one who
+    // may hold read, write and delete.
     let plain = v1(
         &server,
         "POST",
@@ -420,7 +422,49 @@ async fn another_organization_escalation_and_sandbox_are_refused_and_change_noth
         Some(json!({"username": "bob", "password": "correct horse battery"})),
     )
     .await;
+    assert_error(
+        &plain,
+        403,
+        "scope_grant_forbidden",
+        "person beyond the caller",
+    );
+    let (_, people_admin) = cli_key(
+        &server,
+        &org_a,
+        "live",
+        "read,write,delete,users:manage",
+        &[],
+    );
+    let plain = v1(
+        &server,
+        "POST",
+        "/v1/users",
+        Some(&people_admin),
+        Some(json!({"username": "bob", "password": "correct horse battery"})),
+    )
+    .await;
     assert_eq!(plain.0, 201, "{}", plain.2);
+    // Nor can it remove the organization's admins.
+    let boss = server.person(&org_a, "boss", "correct horse battery", &["--admin"]);
+    let boss_id = boss["id"].as_str().unwrap();
+    let removed = v1(
+        &server,
+        "DELETE",
+        &format!("/v1/users/{boss_id}"),
+        Some(&people_admin),
+        None,
+    )
+    .await;
+    assert_error(&removed, 403, "scope_grant_forbidden", "deleting an admin");
+    let still = v1(
+        &server,
+        "GET",
+        &format!("/v1/users/{boss_id}"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    assert_eq!(still.0, 200);
 
     // Missing scope, sandbox credentials.
     let (_, reader) = cli_key(&server, &org_a, "live", "read", &[]);
@@ -844,4 +888,43 @@ async fn idempotency_keys_replay_conflict_and_let_one_of_many_duplicates_run() {
     assert_eq!(bad.2["field"], "Idempotency-Key");
     let unauth = post("sk_live_nope".into(), "k-2", "/v1/api-keys", body.clone()).await;
     assert_eq!(unauth.0, 401);
+}
+
+#[actix_rt::test]
+async fn a_change_from_a_stale_read_is_refused_instead_of_undoing_another() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let (id, _) = server.cc_client(&org, &[]);
+    let store = &server.state.store;
+    let (o, i) = (org.clone(), id.clone());
+    let read = store
+        .run(move |c| latchkey::store::clients::get_in_org(c, &o, &i))
+        .await
+        .unwrap()
+        .unwrap();
+    let ctx = latchkey::audit::Context::cli(&org);
+    let event = |n: &str| ctx.event("client.updated", Some(&id), json!({ "n": n }));
+    let (mut first, mut second) = (read.clone(), read);
+    first.name = "first".into();
+    second.name = "second".into();
+    let e1 = event("1");
+    store
+        .run(move |c| latchkey::store::clients::update(c, &first, &e1))
+        .await
+        .unwrap();
+    let e2 = event("2");
+    let stale = store
+        .run(move |c| latchkey::store::clients::update(c, &second, &e2))
+        .await;
+    assert!(
+        matches!(stale, Err(latchkey::store::StoreError::Conflict(_))),
+        "{stale:?}"
+    );
+    let (o, i) = (org.clone(), id.clone());
+    let now = store
+        .run(move |c| latchkey::store::clients::get_in_org(c, &o, &i))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.name, "first", "the stale write changed nothing");
 }

@@ -454,7 +454,7 @@ pub struct Rotate {
     request_body = Rotate,
     params(("id" = String, Path, description = "API key id")),
     responses(
-        (status = 200, description = "Issue a new key with the same settings; the old one works for the grace period", body = super::openapi::ApiKey),
+        (status = 201, description = "Issue a new key with the same settings; the old one works for the grace period", body = super::openapi::ApiKey),
         (status = 400, description = "Invalid input; `field` names it", body = super::openapi::ErrorBody),
         (status = 404, description = "No such key in the caller's organization", body = super::openapi::ErrorBody),
         (status = 409, description = "Expired, already rotated or revoked", body = super::openapi::ErrorBody),

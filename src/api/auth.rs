@@ -42,6 +42,8 @@ pub enum Credential {
     AccessToken {
         sub: String,
         client_id: String,
+        /// The token's own id: what an Idempotency-Key is scoped to.
+        jti: String,
     },
     /// A person signed in to the dashboard (an admin of the organization; SPEC §3).
     Session {
@@ -54,12 +56,29 @@ impl Caller {
     pub fn actor(&self) -> String {
         match &self.credential {
             Credential::ApiKey { id } => id.clone(),
-            Credential::AccessToken { sub, client_id } if sub == client_id => {
+            Credential::AccessToken { sub, client_id, .. } if sub == client_id => {
                 format!("client:{client_id}")
             }
             Credential::AccessToken { sub, .. } => format!("user:{sub}"),
             Credential::Session { user_id } => format!("user:{user_id}"),
         }
+    }
+
+    /// What an Idempotency-Key is scoped to: the organization, the credential itself (the key,
+    /// or the one access token) and what it may do now, so that a replay never shows a
+    /// response to a credential that could not have made the request.
+    pub fn idempotency_scope(&self) -> String {
+        let credential = match &self.credential {
+            Credential::ApiKey { id } => id.clone(),
+            Credential::AccessToken { jti, .. } => format!("jti:{jti}"),
+            Credential::Session { user_id } => format!("user:{user_id}"),
+        };
+        format!(
+            "{}\0{credential}\0{}\0{}",
+            self.org_id,
+            self.scopes.to_stored(),
+            self.environment.as_str()
+        )
     }
 
     /// The audit context of this caller's request.
@@ -240,7 +259,8 @@ async fn verify_access_token(
     }
     let person = (claims.sub != claims.client_id).then(|| claims.sub.clone());
     let (jti, org_id) = (claims.jti.clone(), claims.org_id.clone());
-    let (revoked, org_ips, admin) = state
+    let client_id = claims.client_id.clone();
+    let (revoked, org_ips, admin, client) = state
         .store
         .run(move |c| {
             let revoked = store::tokens::is_revoked_jti(c, &jti)?;
@@ -249,13 +269,21 @@ async fn verify_access_token(
                 Some(user) => store::users::find_in_org(c, &org_id, user)?.map(|u| u.is_admin != 0),
                 None => Some(true),
             };
-            Ok((revoked, org.map(|o| o.allowed_ips), admin))
+            let client = store::clients::get_in_org(c, &org_id, &client_id)?;
+            Ok((revoked, org.map(|o| o.allowed_ips), admin, client))
         })
         .await?;
-    // A deleted organization or person holds nothing.
-    let (Some(org_ips), Some(admin)) = (org_ips, admin) else {
+    // A deleted organization, person or client holds nothing.
+    let (Some(org_ips), Some(admin), Some(client)) = (org_ips, admin, client) else {
         return Err(invalid());
     };
+    // A person reaches /v1 only through a first-party client (SPEC §4): one registered to skip
+    // consent, which the organization itself runs.
+    if claims.sub != claims.client_id && !client.skip_consent {
+        return Err(ApiError::unauthorized(
+            "A person's access token for this API must come from a first-party client",
+        ));
+    }
     let refuse = |reason: &'static str, e: ApiError| {
         let actor = if claims.sub == claims.client_id {
             format!("client:{}", claims.client_id)
@@ -286,6 +314,7 @@ async fn verify_access_token(
         credential: Credential::AccessToken {
             sub: claims.sub,
             client_id: claims.client_id,
+            jti: claims.jti,
         },
         ip,
     })

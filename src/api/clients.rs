@@ -8,7 +8,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::Connection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -162,13 +161,7 @@ pub async fn create(
     let stored = client.clone();
     state
         .store
-        .run(move |c| {
-            c.transaction(|c| {
-                store::clients::insert(c, &stored)?;
-                store::audit::insert(c, &event)?;
-                Ok(())
-            })
-        })
+        .run(move |c| store::clients::insert(c, &stored, &event))
         .await?;
     tracing::info!(client_id = %client.client_id, org_id = %client.org_id, actor = %caller.actor(), "client created");
     Ok(ok_no_store(StatusCode::CREATED, view(&client, secret)))
@@ -274,13 +267,7 @@ pub async fn update(
     let stored = client.clone();
     state
         .store
-        .run(move |c| {
-            c.transaction(|c| {
-                store::clients::update(c, &stored)?;
-                store::audit::insert(c, &event)?;
-                Ok(())
-            })
-        })
+        .run(move |c| store::clients::update(c, &stored, &event))
         .await?;
     tracing::info!(client_id = %client.client_id, org_id = %client.org_id, actor = %caller.actor(), "client updated");
     Ok(ok_no_store(StatusCode::OK, view(&client, secret)))
@@ -383,13 +370,7 @@ pub async fn rotate_secret(
     let stored = client.clone();
     state
         .store
-        .run(move |c| {
-            c.transaction(|c| {
-                store::clients::update(c, &stored)?;
-                store::audit::insert(c, &event)?;
-                Ok(())
-            })
-        })
+        .run(move |c| store::clients::update(c, &stored, &event))
         .await?;
     tracing::info!(client_id = %client.client_id, org_id = %client.org_id, actor = %caller.actor(), "client secret rotated");
     Ok(ok_no_store(StatusCode::OK, view(&client, Some(secret))))

@@ -6,7 +6,9 @@
 //! nodes they land. The first response (any status below 500) is stored for 24 hours, sealed
 //! under a key derived from the instance secret and the Idempotency-Key itself, and replayed
 //! for the same request; the same key with another method, path or body, or while the first is
-//! still running, is `409 conflict`. A 5xx frees the key so the client can retry.
+//! still running, is `409 conflict`. A 5xx frees the key so the client can retry. A request
+//! whose node died before recording its outcome keeps its key taken (`409`) until it expires:
+//! whether its change happened is unknown, and running it again could do it twice.
 
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -53,13 +55,11 @@ pub async fn layer(
         Err(e) => return refuse(req, e),
     };
 
-    // The record's name: organization, credential and key, under a keyed hash.
-    let scope = [
-        caller.org_id.as_bytes(),
-        caller.actor().as_bytes(),
-        key.as_bytes(),
-    ]
-    .join(&0u8);
+    // The record's name: organization, the credential itself and what it may do, and the
+    // key, under a keyed hash. A replay reaches only the credential that made the request,
+    // holding what it held then (a demoted or narrower credential starts afresh and meets the
+    // route's own checks).
+    let scope = [caller.idempotency_scope().as_bytes(), key.as_bytes()].join(&0u8);
     let key_hash = state.secrets.hash(Purpose::Idempotency, &scope);
     let fingerprint = {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -116,43 +116,53 @@ pub async fn layer(
 
     req.extensions_mut().insert(caller);
     req.set_payload(actix_web::dev::Payload::from(body));
-    let result = next.call(req).await;
-    let res = match result {
-        Ok(res) => res,
-        Err(e) => {
-            forget(&state, key_hash);
-            return Err(e);
+    // The request runs, and its response is stored, in a task of its own: a client that hangs
+    // up does not stop it halfway, between the change and the record of its response.
+    let task = actix_web::rt::spawn(async move {
+        let res = match next.call(req).await {
+            Ok(res) => res,
+            Err(e) => {
+                abandon(&state, key_hash).await;
+                return Err(e);
+            }
+        };
+        let status = res.status();
+        if status.is_server_error() {
+            abandon(&state, key_hash).await;
+            return Ok(res.map_into_boxed_body());
         }
-    };
-    let status = res.status();
-    if status.is_server_error() {
-        forget(&state, key_hash);
-        return Ok(res.map_into_boxed_body());
-    }
-    let (req, res) = res.into_parts();
-    let (head, payload) = res.into_parts();
-    let Ok(bytes) = body::to_bytes(payload).await else {
-        forget(&state, key_hash);
-        return Ok(ServiceResponse::new(
+        let (req, res) = res.into_parts();
+        let (head, payload) = res.into_parts();
+        let Ok(bytes) = body::to_bytes(payload).await else {
+            abandon(&state, key_hash).await;
+            return Ok(ServiceResponse::new(
+                req,
+                ApiError::unavailable().error_response(),
+            ));
+        };
+        let sealed = state
+            .secrets
+            .seal_derived(Purpose::Idempotency, &scope, &bytes);
+        let code = i32::from(status.as_u16());
+        if let Err(e) = state
+            .store
+            .run(move |c| store::idempotency::finish(c, &key_hash, code, &sealed))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot store an idempotent response");
+        }
+        Ok(ServiceResponse::new(
             req,
-            ApiError::unavailable().error_response(),
-        ));
-    };
-    let sealed = state
-        .secrets
-        .seal_derived(Purpose::Idempotency, &scope, &bytes);
-    let code = i32::from(status.as_u16());
-    if let Err(e) = state
-        .store
-        .run(move |c| store::idempotency::finish(c, &key_hash, code, &sealed))
-        .await
-    {
-        tracing::warn!(error = %e, "cannot store an idempotent response");
+            head.set_body(bytes).map_into_boxed_body(),
+        ))
+    });
+    match task.await {
+        Ok(result) => result,
+        // The task panicked: its key stays taken (the outcome is unknown) until it expires.
+        Err(_) => Err(actix_web::error::ErrorInternalServerError(
+            "the request failed",
+        )),
     }
-    Ok(ServiceResponse::new(
-        req,
-        head.set_body(bytes).map_into_boxed_body(),
-    ))
 }
 
 /// 1 to 255 visible ASCII characters (a UUID, typically).
@@ -191,16 +201,14 @@ async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
     Ok(body.freeze())
 }
 
-/// Frees the key of a request that failed on the server's side.
-fn forget(state: &web::Data<AppState>, key_hash: String) {
-    let state = state.clone();
-    actix_web::rt::spawn(async move {
-        if let Err(e) = state
-            .store
-            .run(move |c| store::idempotency::abandon(c, &key_hash))
-            .await
-        {
-            tracing::warn!(error = %e, "cannot free an Idempotency-Key");
-        }
-    });
+/// Frees the key of a request that failed on the server's side, before answering, so that
+/// an immediate retry runs.
+async fn abandon(state: &web::Data<AppState>, key_hash: String) {
+    if let Err(e) = state
+        .store
+        .run(move |c| store::idempotency::abandon(c, &key_hash))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot free an Idempotency-Key");
+    }
 }

@@ -169,11 +169,21 @@ impl Modify for Shared {
                     )
                     .into(),
                 );
+                responses.insert(
+                    "503".into(),
+                    error(
+                        "temporarily_unavailable: the database cannot be reached; see Retry-After",
+                    )
+                    .into(),
+                );
+                if matches!(method, HttpMethod::Post | HttpMethod::Patch) {
+                    responses.insert("413".into(), error("The body is over 64 KiB").into());
+                }
                 if method == HttpMethod::Post {
-                    responses.insert(
-                        "409".into(),
-                        error("conflict (also: an Idempotency-Key reused for another request, or still running)").into(),
-                    );
+                    // The route's own 409, if it has one, keeps its description.
+                    responses.entry("409".into()).or_insert_with(|| {
+                        error("conflict: an Idempotency-Key reused for another request, or still running").into()
+                    });
                     op.parameters
                         .get_or_insert_with(Vec::new)
                         .push(idempotency_header());

@@ -19,6 +19,25 @@ fn allowed(caller: &Caller) -> Result<(), ApiError> {
     caller.require_live("/v1/users")
 }
 
+/// What a person can come to hold: every scope for an admin, all but the admin-only ones for
+/// anyone else. Creating or deleting a person needs the caller to hold it all (so a caller
+/// cannot grant itself more through a person, nor remove the organization's admins).
+fn check_grant(caller: &Caller, admin: bool, verb: &str) -> Result<(), ApiError> {
+    let carried = if admin {
+        Scopes::all()
+    } else {
+        Scopes::all().without(Scopes::ADMIN_ONLY)
+    };
+    if caller.scopes.covers(carried) {
+        return Ok(());
+    }
+    Err(ApiError::scope_grant_forbidden(format!(
+        "to {verb} {} the credential needs every scope such a person may hold; missing: {}",
+        if admin { "an admin" } else { "a person" },
+        carried.without(caller.scopes).names().join(", ")
+    )))
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
@@ -56,13 +75,10 @@ pub async fn create(
     let person = NewPerson::check(&body.username, body.email, body.name, body.admin)
         .map_err(|(field, e)| ApiError::invalid(field, e))?;
     people::validate_password(&body.password).map_err(|e| ApiError::invalid("password", e))?;
-    // An admin person may hold every scope: only a caller holding them all makes one.
-    if person.admin && !caller.scopes.is_all() {
-        return Err(ApiError::scope_grant_forbidden(format!(
-            "only a credential holding every scope can create an admin; missing: {}",
-            Scopes::all().without(caller.scopes).names().join(", ")
-        )));
-    }
+    // Whoever sets a person's password can act as them: a caller creates only a person whose
+    // every possible scope it holds (an admin may hold all of them; anyone else all but the
+    // admin-only ones).
+    check_grant(&caller, person.admin, "create")?;
     let password = body.password;
     let hash = web::block(move || people::hash_password(&password))
         .await
@@ -169,7 +185,18 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     allowed(&caller)?;
     let (org, id) = (caller.org_id.clone(), path.into_inner());
-    let event = caller.audit().event("user.deleted", Some(&id), json!({}));
+    let (o, i) = (org.clone(), id.clone());
+    let person = state
+        .store
+        .run(move |c| store::users::find_in_org(c, &o, &i))
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    check_grant(&caller, person.is_admin != 0, "delete")?;
+    let event = caller.audit().event(
+        "user.deleted",
+        Some(&id),
+        json!({"username": person.username, "admin": person.is_admin != 0}),
+    );
     let target = id.clone();
     let deleted = state
         .store

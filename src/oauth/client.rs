@@ -116,6 +116,8 @@ pub struct Client {
     pub prev_secret_expires_at: Option<i64>,
     /// Creation order (microseconds) for lists.
     pub created_seq: i64,
+    /// Bumped by every stored change (optimistic concurrency).
+    pub version: i64,
 }
 
 impl Client {
@@ -152,6 +154,7 @@ impl Client {
             prev_secret_enc: None,
             prev_secret_expires_at: None,
             created_seq: crate::store::seq_now(),
+            version: 0,
         }
     }
 

@@ -208,11 +208,15 @@ impl Presented {
             if let Presented::Basic { client_id, secret } | Presented::Post { client_id, secret } =
                 &self
             {
-                let _ = state.secrets.verify_hash(
-                    Purpose::StoredSecret,
-                    &secret_hash_input(client_id, secret),
-                    UNKNOWN_CLIENT_HASH,
-                );
+                // Twice, as for a known client (its secret and a previous one).
+                let input = secret_hash_input(client_id, secret);
+                for _ in 0..2 {
+                    let _ = state.secrets.verify_hash(
+                        Purpose::StoredSecret,
+                        &input,
+                        UNKNOWN_CLIENT_HASH,
+                    );
+                }
             }
             return Err(Refusal::Invalid("no such client".into()));
         };
@@ -243,12 +247,15 @@ impl Presented {
                             .verify_hash(Purpose::StoredSecret, &input, stored)
                     })
                 };
-                // The secret before a rotation works until its grace period ends.
+                // The secret before a rotation works until its grace period ends. Both checks
+                // always run (against a hash that matches nothing when there is no previous
+                // secret), so the cost does not tell which clients are mid-rotation.
                 let previous = client
                     .previous_secret_live(crate::store::now())
                     .then_some(client.prev_secret_hash.as_deref())
-                    .flatten();
-                let ok = matches(client.secret_hash.as_deref()) | matches(previous);
+                    .flatten()
+                    .unwrap_or(UNKNOWN_CLIENT_HASH);
+                let ok = matches(client.secret_hash.as_deref()) | matches(Some(previous));
                 if ok {
                     Ok(client)
                 } else {

@@ -35,10 +35,21 @@ pub async fn introspect(
         access_token::verify(&keys, token, &state.config.issuer).map(|(claims, _)| claims);
 
     let id = presented.client_id().to_string();
-    let jti = verified.as_ref().map(|c| c.jti.clone());
+    let token_ids = verified
+        .as_ref()
+        .map(|c| (c.jti.clone(), c.client_id.clone(), c.sub.clone()));
     let (client, revoked) = state
         .store
-        .run(move |c| clients::find_with_revocation(c, &id, jti.as_deref()))
+        .run(move |c| {
+            let token = token_ids
+                .as_ref()
+                .map(|(jti, client_id, sub)| clients::TokenRef {
+                    jti,
+                    client_id,
+                    sub,
+                });
+            clients::find_with_revocation(c, &id, token)
+        })
         .await?;
     let client = presented.verify(&state, client, &req).await?;
     if client.public {

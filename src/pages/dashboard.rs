@@ -135,7 +135,34 @@ fn unavailable(state: &AppState, e: impl std::fmt::Display) -> HttpResponse {
 /// signed out → the login page (and back here); not an admin → 403.
 async fn admin(state: &AppState, req: &HttpRequest) -> Result<(String, UserRow), Refusal> {
     match current_session(state, req).await {
-        Ok(Some((raw, _, user))) if user.is_admin != 0 => Ok((raw, user)),
+        Ok(Some((raw, _, user))) if user.is_admin != 0 => {
+            // The organization's allowlist holds here as on /v1: a stolen session or password
+            // used from elsewhere changes nothing.
+            let org = user.org_id.clone();
+            let allowed = match state
+                .store
+                .run(move |c| crate::store::orgs::find_by_id(c, &org))
+                .await
+            {
+                Ok(Some(o)) => o.allowed_ips,
+                Ok(None) => String::new(),
+                Err(e) => return Err(unavailable(state, e)),
+            };
+            let ip = super::client_addr(state, req);
+            if !crate::apikey::stored_list_allows(&allowed, ip) {
+                let actor = format!("user:{}", user.id);
+                let ctx = crate::audit::Context::request(&user.org_id, actor.clone(), ip);
+                crate::audit::refused(state, &ctx, &actor, "ip_not_allowed");
+                return Err(message(
+                    state,
+                    StatusCode::FORBIDDEN,
+                    "Not from this address",
+                    "Your organization allows its API keys to be managed only from its own \
+                     addresses.",
+                ));
+            }
+            Ok((raw, user))
+        }
         Ok(Some((_, _, user))) => {
             tracing::info!(user_id = %user.id, "dashboard refused: not an admin");
             Err(message(

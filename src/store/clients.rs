@@ -36,6 +36,7 @@ pub struct ClientRow {
     pub prev_secret_enc: Option<String>,
     pub prev_secret_expires_at: Option<i64>,
     pub created_seq: i64,
+    pub version: i64,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -90,6 +91,7 @@ impl TryFrom<ClientRow> for Client {
             prev_secret_enc: r.prev_secret_enc,
             prev_secret_expires_at: r.prev_secret_expires_at,
             created_seq: r.created_seq,
+            version: r.version,
         })
     }
 }
@@ -126,27 +128,53 @@ impl From<&Client> for ClientRow {
             prev_secret_enc: k.prev_secret_enc.clone(),
             prev_secret_expires_at: k.prev_secret_expires_at,
             created_seq: k.created_seq,
+            version: k.version,
         }
     }
 }
 
-pub fn insert(conn: &mut AnyConnection, client: &Client) -> Result<(), StoreError> {
-    diesel::insert_into(c::clients)
-        .values(ClientRow::from(client))
-        .execute(conn)?;
-    Ok(())
+/// Registers a client and records `event`, in one transaction.
+pub fn insert(
+    conn: &mut AnyConnection,
+    client: &Client,
+    event: &super::audit::AuditEvent,
+) -> Result<(), StoreError> {
+    conn.transaction(|conn| {
+        diesel::insert_into(c::clients)
+            .values(ClientRow::from(client))
+            .execute(conn)?;
+        super::audit::insert(conn, event)?;
+        Ok(())
+    })
 }
 
-pub fn update(conn: &mut AnyConnection, client: &Client) -> Result<(), StoreError> {
-    let row = ClientRow::from(client);
-    diesel::update(
-        c::clients
-            .filter(c::client_id.eq(&client.client_id))
-            .filter(c::org_id.eq(&client.org_id)),
-    )
-    .set(&row)
-    .execute(conn)?;
-    Ok(())
+/// Writes a changed client read at `client.version` (stored as the next version) and records
+/// `event`, in one transaction; a client changed by someone else since it was read is a
+/// conflict, and nothing is written.
+pub fn update(
+    conn: &mut AnyConnection,
+    client: &Client,
+    event: &super::audit::AuditEvent,
+) -> Result<(), StoreError> {
+    let mut row = ClientRow::from(client);
+    row.version = client.version + 1;
+    conn.transaction(|conn| {
+        let n = diesel::update(
+            c::clients
+                .filter(c::client_id.eq(&client.client_id))
+                .filter(c::org_id.eq(&client.org_id))
+                .filter(c::version.eq(client.version)),
+        )
+        .set(&row)
+        .execute(conn)?;
+        if n != 1 {
+            return Err(StoreError::Conflict(
+                "the client was changed or deleted meanwhile; read it again and retry".into(),
+            ));
+        }
+        super::audit::insert(conn, event)?;
+        Ok(())
+    })
 }
 
 /// The client with this id, whatever its organization (client authentication: the id is what
@@ -169,24 +197,40 @@ pub fn list_for_org(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Client
     rows.into_iter().map(Client::try_from).collect()
 }
 
-/// The client, and whether `jti` is revoked, in one query (one round trip on PostgreSQL):
-/// introspection's whole database work.
+/// The token introspection asks about: its id, the client it was issued to and its subject.
+pub struct TokenRef<'a> {
+    pub jti: &'a str,
+    pub client_id: &'a str,
+    pub sub: &'a str,
+}
+
+/// The client, and whether the token is dead — revoked, or its client or person deleted since
+/// — in one query (one round trip on PostgreSQL): introspection's whole database work.
 pub fn find_with_revocation(
     conn: &mut AnyConnection,
     client_id: &str,
-    jti: Option<&str>,
+    token: Option<TokenRef<'_>>,
 ) -> Result<(Option<Client>, bool), StoreError> {
     use super::schema::revoked_tokens::dsl as r;
-    let Some(jti) = jti else {
+    use super::schema::users::dsl as u;
+    let Some(token) = token else {
         return Ok((find(conn, client_id)?, false));
     };
-    let revoked = diesel::dsl::exists(r::revoked_tokens.filter(r::jti.eq(jti)));
-    let rows: Vec<(ClientRow, bool)> = crate::on_backend!(conn, |conn| c::clients
+    let owner = diesel::alias!(super::schema::clients as owner);
+    let revoked = diesel::dsl::exists(r::revoked_tokens.filter(r::jti.eq(token.jti)));
+    let client_lives =
+        diesel::dsl::exists(owner.filter(owner.field(c::client_id).eq(token.client_id)));
+    let person_lives = diesel::dsl::exists(u::users.filter(u::id.eq(token.sub)));
+    let rows: Vec<(ClientRow, bool, bool, bool)> = crate::on_backend!(conn, |conn| c::clients
         .filter(c::client_id.eq(client_id))
-        .select((ClientRow::as_select(), revoked))
+        .select((ClientRow::as_select(), revoked, client_lives, person_lives))
         .load(conn))?;
+    let is_person = token.sub != token.client_id;
     match rows.into_iter().next() {
-        Some((row, revoked)) => Ok((Some(Client::try_from(row)?), revoked)),
+        Some((row, revoked, client_lives, person_lives)) => {
+            let dead = revoked || !client_lives || (is_person && !person_lives);
+            Ok((Some(Client::try_from(row)?), dead))
+        }
         None => Ok((None, false)),
     }
 }

@@ -8,9 +8,6 @@ use diesel::prelude::*;
 use super::schema::idempotency_keys::dsl as i;
 use super::{AnyConnection, StoreError};
 
-/// A first request still "running" after this long died with its node: its key is free again.
-pub const ABANDONED_AFTER_SECS: i64 = 120;
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum Begin {
     /// This request holds the key: run it, then `finish` (or `abandon`).
@@ -30,13 +27,12 @@ pub fn begin(
     now: i64,
     ttl: i64,
 ) -> Result<Begin, StoreError> {
-    // An expired record, or one whose request died with its node, no longer holds the key.
+    // An expired record no longer holds the key. (One whose request died with its node does,
+    // until it expires: whether that request's change happened is unknown.)
     diesel::delete(
-        i::idempotency_keys.filter(i::key_hash.eq(key_hash)).filter(
-            i::expires_at.le(now).or(i::status
-                .is_null()
-                .and(i::created_at.le(now - ABANDONED_AFTER_SECS))),
-        ),
+        i::idempotency_keys
+            .filter(i::key_hash.eq(key_hash))
+            .filter(i::expires_at.le(now)),
     )
     .execute(conn)?;
     let values = (

@@ -42,6 +42,7 @@ diesel::table! {
         prev_secret_enc -> Nullable<Text>,
         prev_secret_expires_at -> Nullable<BigInt>,
         created_seq -> BigInt,
+        version -> BigInt,
     }
 }
 

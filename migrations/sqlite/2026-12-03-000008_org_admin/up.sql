@@ -7,6 +7,9 @@ ALTER TABLE clients ADD COLUMN prev_secret_hash TEXT;
 ALTER TABLE clients ADD COLUMN prev_secret_enc TEXT;
 ALTER TABLE clients ADD COLUMN prev_secret_expires_at BIGINT;
 ALTER TABLE clients ADD COLUMN created_seq BIGINT NOT NULL DEFAULT 0;
+-- Every change of a client row bumps its version; a change made from a stale read (a PATCH
+-- racing a secret rotation) matches no row and is refused instead of undoing the other.
+ALTER TABLE clients ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN created_seq BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX clients_org_seq ON clients (org_id, created_seq, client_id);
 CREATE INDEX users_org_seq ON users (org_id, created_seq, id);

@@ -207,7 +207,7 @@ pub async fn verify_key(
     let hashes = lookup_hashes(state, key);
     let found = state
         .store
-        .run(move |c| store::api_keys::find_by_hash(c, &hashes))
+        .read(move |c| store::api_keys::find_by_hash(c, &hashes))
         .await?;
     // The environment is part of the key string, which the hash covers; a mismatch means a
     // corrupt row, which must not authenticate.

@@ -107,7 +107,7 @@ async fn introspect_api_key(
     let id = presented.client_id().to_string();
     let (client, found) = state
         .store
-        .run(move |c| {
+        .read(move |c| {
             let client = clients::find(c, &id)?;
             let found = store::api_keys::find_by_hash(c, &hashes)?;
             Ok((client, found))

@@ -192,6 +192,25 @@ impl Store {
         .map_err(|e| StoreError::Pool(format!("blocking pool: {e}")))?
     }
 
+    /// A short indexed read (API-key verification): on SQLite, with a connection that is idle
+    /// right now, it runs on the calling thread — a read of a cached page costs less than the
+    /// two thread switches of the blocking pool, which dominated the key path's profile
+    /// (measured: authtest 21–23.5k → 26–28k rps, interleaved runs). It never waits for a
+    /// connection there: no idle connection, or PostgreSQL (a network round trip), goes
+    /// through `run`.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if !self.postgres {
+            if let Some(mut conn) = self.pool.try_get() {
+                return f(&mut conn);
+            }
+        }
+        self.run(f).await
+    }
+
     /// Applies pending migrations; returns how many ran.
     pub fn migrate(&self) -> anyhow::Result<usize> {
         let mut conn = self

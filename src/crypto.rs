@@ -241,68 +241,54 @@ impl Secrets {
     /// AES-256-GCM under the newest secret; `context` is bound as associated data so that a
     /// ciphertext cannot be moved to another row. Output: base64url(nonce ‖ ciphertext ‖ tag).
     pub fn encrypt(&self, plaintext: &[u8], context: &[u8]) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce);
-        let mut buf = plaintext.to_vec();
-        self.keys[0]
-            .encryption
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context),
-                &mut buf,
-            )
-            .expect("AES-GCM sealing of an in-memory buffer cannot fail");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        URL_SAFE_NO_PAD.encode(out)
+        seal(&self.keys[0].encryption, context, plaintext)
+    }
+
+    pub fn decrypt(&self, blob: &str, context: &[u8]) -> Option<Vec<u8>> {
+        self.keys
+            .iter()
+            .find_map(|k| open(&k.encryption, context, blob))
     }
 
     /// AES-256-GCM under a key of its own: the keyed hash of `info` under `purpose` (newest
     /// secret). Whoever lacks `info` cannot open it, even with the database and its hashes.
     pub fn seal_derived(&self, purpose: Purpose, info: &[u8], plaintext: &[u8]) -> String {
-        let key = sealing_key(&self.keys[0], purpose, info);
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce);
-        let mut buf = plaintext.to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
-            .expect("AES-GCM sealing of an in-memory buffer cannot fail");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        URL_SAFE_NO_PAD.encode(out)
+        seal(&sealing_key(&self.keys[0], purpose, info), &[], plaintext)
     }
 
     pub fn open_derived(&self, purpose: Purpose, info: &[u8], blob: &str) -> Option<Vec<u8>> {
-        let bytes = URL_SAFE_NO_PAD.decode(blob).ok()?;
-        if bytes.len() < NONCE_LEN + aead::AES_256_GCM.tag_len() {
-            return None;
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        self.keys.iter().find_map(|k| {
-            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-            let mut buf = sealed.to_vec();
-            let plain = sealing_key(k, purpose, info)
-                .open_in_place(nonce, Aad::empty(), &mut buf)
-                .ok()?;
-            Some(plain.to_vec())
-        })
+        self.keys
+            .iter()
+            .find_map(|k| open(&sealing_key(k, purpose, info), &[], blob))
     }
+}
 
-    pub fn decrypt(&self, blob: &str, context: &[u8]) -> Option<Vec<u8>> {
-        let bytes = URL_SAFE_NO_PAD.decode(blob).ok()?;
-        if bytes.len() < NONCE_LEN + aead::AES_256_GCM.tag_len() {
-            return None;
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        self.keys.iter().find_map(|k| {
-            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-            let mut buf = sealed.to_vec();
-            let plain = k
-                .encryption
-                .open_in_place(nonce, Aad::from(context), &mut buf)
-                .ok()?;
-            Some(plain.to_vec())
-        })
+/// base64url(nonce ‖ ciphertext ‖ tag) of `plaintext` under `key`, `aad` bound.
+fn seal(key: &LessSafeKey, aad: &[u8], plaintext: &[u8]) -> String {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce);
+    let mut buf = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut buf,
+    )
+    .expect("AES-GCM sealing of an in-memory buffer cannot fail");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    URL_SAFE_NO_PAD.encode(out)
+}
+
+fn open(key: &LessSafeKey, aad: &[u8], blob: &str) -> Option<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD.decode(blob).ok()?;
+    if bytes.len() < NONCE_LEN + aead::AES_256_GCM.tag_len() {
+        return None;
     }
+    let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = sealed.to_vec();
+    let plain = key.open_in_place(nonce, Aad::from(aad), &mut buf).ok()?;
+    Some(plain.to_vec())
 }
 
 pub fn fill_random(buf: &mut [u8]) {

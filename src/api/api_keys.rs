@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::auth::Caller;
-use super::{json_body, list_response, ok_no_store, ApiError, Page};
+use super::{json_body, ok_no_store, paged, ApiError};
 use crate::apikey::{self, AllowedIps, Environment, KeyType, Scopes};
 use crate::app::AppState;
 use crate::crypto::{random_base62, Purpose, Secrets};
@@ -338,20 +338,16 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("keys:manage")?;
-    let (limit, after) = Page::from_request(&req)?;
     let org = caller.org_id.clone();
     let sandbox_only = caller.environment == Environment::Sandbox;
-    let rows = state
-        .store
-        .run(move |c| store::api_keys::list(c, &org, sandbox_only, after.as_deref(), limit))
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "starting_after",
-                "starting_after names no key of this organization",
-            )
-        })?;
-    Ok(list_response(rows, limit, view))
+    paged(
+        &state,
+        &req,
+        "key",
+        move |c, after, limit| store::api_keys::list(c, &org, sandbox_only, after, limit),
+        view,
+    )
+    .await
 }
 
 /// The caller's organization's key `id`, or 404; a sandbox caller may not touch a live key.

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::auth::Caller;
-use super::{list_response, ApiError, Page};
+use super::{paged, ApiError};
 use crate::app::AppState;
 use crate::store::{self, audit::AuditView};
 
@@ -29,17 +29,13 @@ pub async fn list(
     caller.require("audit:read")?;
     // The log names live keys and people; a sandbox credential sees sandbox keys only.
     caller.require_live("/v1/audit-events")?;
-    let (limit, after) = Page::from_request(&req)?;
     let org = caller.org_id.clone();
-    let rows = state
-        .store
-        .run(move |c| store::audit::list(c, &org, after.as_deref(), limit))
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "starting_after",
-                "starting_after names no event of this organization",
-            )
-        })?;
-    Ok(list_response(rows, limit, |e| json!(AuditView::of(e))))
+    paged(
+        &state,
+        &req,
+        "event",
+        move |c, after, limit| store::audit::list(c, &org, after, limit),
+        |e| json!(AuditView::of(e)),
+    )
+    .await
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::{json_body, list_response, ok_no_store, ApiError, Page};
+use super::{json_body, ok_no_store, paged, ApiError};
 use crate::apikey::Scopes;
 use crate::app::AppState;
 use crate::oauth::client::{apply_spec, Client, ClientSpec, ClientView};
@@ -185,19 +185,15 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     allowed(&caller)?;
-    let (limit, after) = Page::from_request(&req)?;
     let org = caller.org_id.clone();
-    let rows = state
-        .store
-        .run(move |c| store::clients::list_page(c, &org, after.as_deref(), limit))
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "starting_after",
-                "starting_after names no client of this organization",
-            )
-        })?;
-    Ok(list_response(rows, limit, |c| view(c, None)))
+    paged(
+        &state,
+        &req,
+        "client",
+        move |c, after, limit| store::clients::list_page(c, &org, after, limit),
+        |c| view(c, None),
+    )
+    .await
 }
 
 async fn load(state: &AppState, caller: &Caller, id: String) -> Result<Client, ApiError> {

@@ -16,9 +16,8 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
-use futures_util::StreamExt;
 
-use super::{auth, ApiError, MAX_BODY};
+use super::{auth, ApiError};
 use crate::app::AppState;
 use crate::crypto::Purpose;
 use crate::store::{self, idempotency::Begin};
@@ -50,7 +49,8 @@ pub async fn layer(
         Ok(c) => c,
         Err(e) => return refuse(req, e),
     };
-    let body = match read_body(&mut req).await {
+    let payload = req.take_payload();
+    let body = match super::read_body(req.headers(), payload).await {
         Ok(b) => b,
         Err(e) => return refuse(req, e),
     };
@@ -179,26 +179,6 @@ fn idempotency_key(req: &ServiceRequest) -> Result<String, ApiError> {
         return Err(bad());
     }
     Ok(s.to_string())
-}
-
-async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            "the body is over 64 KiB",
-        )
-    };
-    let mut payload = req.take_payload();
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::invalid_request("the body could not be read"))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// Frees the key of a request that failed on the server's side, before answering, so that

@@ -164,35 +164,12 @@ impl ResponseError for ApiError {
 /// the Content-Type. An empty body reads as `{}`. Errors name the field at fault.
 pub async fn json_body<T: DeserializeOwned>(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<T, ApiError> {
     // The body must be JSON whatever its Content-Type says (`curl -d` sends a form type):
     // the syntax decides. A cross-site form cannot abuse this: /v1 takes only a bearer
     // credential in the Authorization header, which no form can set.
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            "the body is over 64 KiB",
-        )
-    };
-    if req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_BODY)
-    {
-        return Err(too_large());
-    }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::invalid_request("the body could not be read"))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(req.headers(), payload).await?;
     let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -228,6 +205,38 @@ pub async fn json_body<T: DeserializeOwned>(
     })
 }
 
+/// A request body of at most 64 KiB (413 beyond, before reading it when Content-Length says
+/// so).
+pub async fn read_body<E>(
+    headers: &header::HeaderMap,
+    mut payload: impl futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+) -> Result<web::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the body is over 64 KiB",
+        )
+    };
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY)
+    {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::invalid_request("the body could not be read"))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// `?limit=&starting_after=` of a list (SPEC §4): limit 1–100, default 10.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +263,39 @@ impl Page {
         };
         Ok((limit, page.starting_after))
     }
+}
+
+/// A list route's answer: the page `fetch` reads (given `starting_after` and `limit`; `None`
+/// when `starting_after` names no `what` of the organization) as `{"data", "has_more"}`.
+pub async fn paged<T, F>(
+    state: &crate::app::AppState,
+    req: &HttpRequest,
+    what: &str,
+    fetch: F,
+    view: impl Fn(&T) -> Value,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(
+            &mut crate::store::AnyConnection,
+            Option<&str>,
+            i64,
+        ) -> Result<Option<Vec<T>>, StoreError>
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    let (limit, after) = Page::from_request(req)?;
+    let rows = state
+        .store
+        .run(move |c| fetch(c, after.as_deref(), limit))
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "starting_after",
+                format!("starting_after names no {what} of this organization"),
+            )
+        })?;
+    Ok(list_response(rows, limit, view))
 }
 
 /// `{"data": [...], "has_more": bool}` from up to `limit + 1` rows.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
-use super::{json_body, list_response, ok_no_store, ApiError, Page};
+use super::{json_body, ok_no_store, paged, ApiError};
 use crate::apikey::Scopes;
 use crate::app::AppState;
 use crate::people::{self, NewPerson};
@@ -124,19 +124,15 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     allowed(&caller)?;
-    let (limit, after) = Page::from_request(&req)?;
     let org = caller.org_id.clone();
-    let rows = state
-        .store
-        .run(move |c| store::users::list_page(c, &org, after.as_deref(), limit))
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "starting_after",
-                "starting_after names no person of this organization",
-            )
-        })?;
-    Ok(list_response(rows, limit, view))
+    paged(
+        &state,
+        &req,
+        "person",
+        move |c, after, limit| store::users::list_page(c, &org, after, limit),
+        view,
+    )
+    .await
 }
 
 #[utoipa::path(

@@ -765,6 +765,30 @@ async fn deleting_a_person_over_v1_ends_their_sessions_refresh_tokens_and_consen
     let f = flow().await;
     let (browser, rt, url) = signed_in_with_refresh(&f).await;
     assert_eq!(consents_of(&f), 1);
+    // The login and the consent are in the audit log, by the person.
+    let uid = f.user_id.clone();
+    let events = f
+        .server
+        .state
+        .store
+        .run(move |c| {
+            use diesel::prelude::*;
+            use latchkey::store::schema::audit_events::dsl as a;
+            Ok(a::audit_events
+                .filter(a::actor.eq(format!("user:{uid}")))
+                .select(a::action)
+                .load::<String>(c)?)
+        })
+        .await
+        .unwrap();
+    assert!(
+        events.contains(&"login.succeeded".to_string()),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"consent.granted".to_string()),
+        "{events:?}"
+    );
     let (_, admin) = cli_key(&f.server, "acme", "live", ALL, &[]);
     let gone = v1(
         &f.server,

@@ -642,6 +642,17 @@ async fn the_audit_log_records_logins_and_refused_credentials_but_no_secret_or_s
         .await;
     assert_eq!(s, 303);
 
+    // An organization change.
+    let org_change = v1(
+        &server,
+        "PATCH",
+        "/v1/organization",
+        Some(&admin),
+        Some(json!({"allowed_ips": ["127.0.0.0/8"]})),
+    )
+    .await;
+    assert_eq!(org_change.0, 200, "{}", org_change.2);
+
     // A revoked key, used again and again: one record a minute.
     let (victim_id, victim) = cli_key(&server, &org, "live", "read", &[]);
     let del = v1(
@@ -704,6 +715,11 @@ async fn the_audit_log_records_logins_and_refused_credentials_but_no_secret_or_s
     assert_eq!(failed[0]["reason"], "wrong_password");
     assert!(log.iter().any(|e| e["action"] == "login.succeeded"));
     assert!(log.iter().any(|e| e["action"] == "api_key.revoked"));
+    let org_event = log
+        .iter()
+        .find(|e| e["action"] == "organization.updated")
+        .unwrap();
+    assert_eq!(org_event["detail"]["allowed_ips"], json!(["127.0.0.0/8"]));
 
     let text = serde_json::to_string(&log).unwrap();
     for s in [

@@ -18,10 +18,6 @@ use crate::app::AppState;
 use crate::crypto::{random_base62, Purpose, Secrets};
 use crate::store::{self, api_keys::ApiKeyRow};
 
-/// Longest grace period a rotation may give the old key: 30 days.
-const MAX_GRACE: i64 = 30 * 86_400;
-const DEFAULT_GRACE: i64 = 86_400;
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
@@ -488,16 +484,7 @@ pub async fn rotate_key(
     grace_period_seconds: Option<i64>,
 ) -> Result<(ApiKeyRow, String), ApiError> {
     caller.require("keys:manage")?;
-    let grace = match grace_period_seconds {
-        None => DEFAULT_GRACE,
-        Some(n) if (0..=MAX_GRACE).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "grace_period_seconds",
-                "grace_period_seconds must be 0 to 2592000 (30 days)",
-            ))
-        }
-    };
+    let grace = super::grace_period(grace_period_seconds)?;
     let old = load(state, caller, id).await?;
     let now = store::now();
     if !old.is_live(now) {

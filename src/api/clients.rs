@@ -18,9 +18,6 @@ use crate::app::AppState;
 use crate::oauth::client::{apply_spec, Client, ClientSpec, ClientView};
 use crate::store;
 
-const DEFAULT_GRACE: i64 = 86_400;
-const MAX_GRACE: i64 = 30 * 86_400;
-
 fn allowed(caller: &Caller) -> Result<(), ApiError> {
     caller.require("clients:manage")?;
     caller.require_live("/v1/clients")
@@ -339,16 +336,7 @@ pub async fn rotate_secret(
 ) -> Result<HttpResponse, ApiError> {
     allowed(&caller)?;
     let body: RotateSecret = json_body(&req, payload).await?;
-    let grace = match body.grace_period_seconds {
-        None => DEFAULT_GRACE,
-        Some(n) if (0..=MAX_GRACE).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "grace_period_seconds",
-                "grace_period_seconds must be 0 to 2592000 (30 days)",
-            ))
-        }
-    };
+    let grace = super::grace_period(body.grace_period_seconds)?;
     let mut client = load(&state, &caller, path.into_inner()).await?;
     check_grant(&caller, &client)?;
     let now = store::now();

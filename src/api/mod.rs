@@ -25,6 +25,24 @@ use serde_json::{json, Value};
 use crate::store::StoreError;
 use crate::telemetry;
 
+/// How long a rotated credential (an API key, a client secret) keeps working when the caller
+/// does not say: one day.
+pub const DEFAULT_GRACE: i64 = 86_400;
+/// The longest grace period a rotation may give: 30 days.
+pub const MAX_GRACE: i64 = 30 * 86_400;
+
+/// A rotation's `grace_period_seconds`, checked: default one day, 0 to 30 days.
+pub fn grace_period(asked: Option<i64>) -> Result<i64, ApiError> {
+    match asked {
+        None => Ok(DEFAULT_GRACE),
+        Some(n) if (0..=MAX_GRACE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid(
+            "grace_period_seconds",
+            "grace_period_seconds must be 0 to 2592000 (30 days)",
+        )),
+    }
+}
+
 /// Largest `/v1` request body (as at the OAuth endpoints).
 pub const MAX_BODY: usize = 64 * 1024;
 

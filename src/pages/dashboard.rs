@@ -38,7 +38,6 @@ const GRACE_CHOICES: [(i64, &str); 4] = [
     (86_400, "24 hours"),
     (604_800, "7 days"),
 ];
-const DEFAULT_GRACE: i64 = 86_400;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(PATH, web::get().to(list))
@@ -328,7 +327,7 @@ async fn render(
         .map(|&(seconds, label)| GraceChoice {
             seconds,
             label,
-            selected: seconds == DEFAULT_GRACE,
+            selected: seconds == crate::api::DEFAULT_GRACE,
         })
         .collect();
     let (form_error, form_error_field) = match view.form_error {

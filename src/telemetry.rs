@@ -50,6 +50,9 @@ pub struct Metrics {
     pub tokens_issued: IntCounterVec,
     /// Store lookups of API keys: a key refused for its shape or checksum costs none.
     pub api_key_lookups: prometheus::IntCounter,
+    /// Reads of the store that answered API-key lookups: lookups that arrive together share
+    /// one (`store::key_lookups`), so lookups ÷ batches is the mean batch size.
+    pub api_key_lookup_batches: prometheus::IntCounter,
 }
 
 impl Default for Metrics {
@@ -93,11 +96,17 @@ impl Metrics {
             "API keys looked up in the store (malformed keys are refused without one)",
         )
         .expect("valid metric");
+        let api_key_lookup_batches = prometheus::IntCounter::new(
+            "latchkey_api_key_lookup_batches_total",
+            "Reads of the store that answered API-key lookups (lookups arriving together share one)",
+        )
+        .expect("valid metric");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(tokens_issued.clone()),
             Box::new(api_key_lookups.clone()),
+            Box::new(api_key_lookup_batches.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -107,6 +116,7 @@ impl Metrics {
             latency,
             tokens_issued,
             api_key_lookups,
+            api_key_lookup_batches,
         }
     }
 

@@ -1191,3 +1191,138 @@ async fn a_key_over_its_rate_limit_waits_and_recovers() {
         200
     );
 }
+
+fn lookup_batches(server: &TestServer) -> u64 {
+    server
+        .state
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("latchkey_api_key_lookup_batches_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Lookups that arrive together share one read of the store (a batch: one SQLite read
+/// transaction, one PostgreSQL query). Many requests at once, with keys of two organizations,
+/// both environments, too few scopes, revoked and never minted, are each answered for their
+/// own key — never with another request's row — and a key revoked between two waves is
+/// refused in the second.
+#[actix_web::test]
+async fn keys_checked_together_are_each_answered_for_themselves() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    server.org("globex");
+    let (acme_id, acme) = cli_key(&server, "acme", "live", "keys:manage", &[]);
+    let (globex_id, globex) = cli_key(&server, "globex", "live", "keys:manage", &[]);
+    let (sandbox_id, sandbox) = cli_key(&server, "acme", "sandbox", "keys:manage", &[]);
+    let (_, reader) = cli_key(&server, "acme", "live", "read", &[]);
+    let (revoked_id, revoked) = cli_key(&server, "acme", "live", "keys:manage", &[]);
+    let (late_id, late) = cli_key(&server, "acme", "live", "keys:manage", &[]);
+    server.cli_json(&["api-key", "revoke", &revoked_id]);
+    let never = latchkey::apikey::generate(
+        None,
+        latchkey::apikey::KeyType::Restricted,
+        latchkey::apikey::Environment::Live,
+    )
+    .secret;
+
+    // What each key's list of keys must hold and must not.
+    let listed = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let check = |who: &str, got: &(u16, reqwest::header::HeaderMap, Value), late_revoked: bool| {
+        let ids = || listed(&got.2);
+        match who {
+            "acme" => {
+                assert_eq!(got.0, 200, "acme: {}", got.2);
+                assert!(ids().contains(&acme_id) && !ids().contains(&globex_id));
+            }
+            "globex" => {
+                assert_eq!(got.0, 200, "globex: {}", got.2);
+                assert_eq!(
+                    ids(),
+                    vec![globex_id.clone()],
+                    "globex sees its own key only"
+                );
+            }
+            "sandbox" => {
+                assert_eq!(got.0, 200, "sandbox: {}", got.2);
+                assert_eq!(
+                    ids(),
+                    vec![sandbox_id.clone()],
+                    "sandbox sees sandbox keys only"
+                );
+            }
+            "reader" => assert_error(got, 403, "insufficient_scope", "reader"),
+            "revoked" => {
+                assert_error(got, 401, "unauthorized", "revoked");
+                assert!(got.2["message"].as_str().unwrap().contains("revoked"));
+            }
+            "never" => {
+                assert_error(got, 401, "unauthorized", "never minted");
+                assert_eq!(got.2["message"], "Invalid API key provided");
+            }
+            "late" if late_revoked => assert_error(got, 401, "unauthorized", "late, revoked"),
+            "late" => {
+                assert_eq!(got.0, 200, "late: {}", got.2);
+                assert!(ids().contains(&late_id));
+            }
+            _ => unreachable!(),
+        }
+    };
+    let keys = [
+        ("acme", &acme),
+        ("globex", &globex),
+        ("sandbox", &sandbox),
+        ("reader", &reader),
+        ("revoked", &revoked),
+        ("never", &never),
+        ("late", &late),
+    ];
+    let server = &server;
+    let wave = || {
+        futures_util::future::join_all((0..12).flat_map(|_| keys.iter()).map(
+            |(who, key)| async move {
+                (
+                    *who,
+                    v1(server, "GET", "/v1/api-keys", Some(key.as_str()), None).await,
+                )
+            },
+        ))
+    };
+
+    // Until the server has answered some lookups together (it answers them as they come: a
+    // wave may arrive one by one on a slow machine), at most ten waves.
+    let mut shared = false;
+    for _ in 0..10 {
+        let (lookups_before, batches_before) = (lookups(server), lookup_batches(server));
+        for (who, got) in wave().await {
+            check(who, &got, false);
+        }
+        let (looked, batches) = (
+            lookups(server) - lookups_before,
+            lookup_batches(server) - batches_before,
+        );
+        assert_eq!(looked, 84, "every well-formed key was looked up");
+        assert!(batches >= 1 && batches <= looked);
+        if batches < looked {
+            shared = true;
+            break;
+        }
+    }
+    assert!(
+        shared,
+        "84 requests at once never shared a read of the store"
+    );
+
+    // Revoked between two waves: the next wave refuses it on every request.
+    server.cli_json(&["api-key", "revoke", &late_id]);
+    for (who, got) in wave().await {
+        check(who, &got, true);
+    }
+}

@@ -5,7 +5,8 @@
 //! Nothing here is cached: a revoked key or token is refused on every node at the next
 //! request. A key that does not have the shape and checksum of a key is refused before any
 //! lookup (the `latchkey_api_key_lookups_total` metric counts the lookups). Verifying a key
-//! reads one row (joined with its organization's allowlist) and writes nothing, but
+//! reads one row (joined with its organization's allowlist), in one read of the store shared
+//! with the lookups that arrive with it (`store::key_lookups`), and writes nothing, but
 //! `last_used_at` once a minute at most.
 
 use std::net::IpAddr;
@@ -199,7 +200,7 @@ pub async fn authenticate(
 }
 
 /// Finds a well-formed key by its keyed hash (under each configured instance secret), with
-/// its organization's allowlist. One indexed read.
+/// its organization's allowlist. One indexed read, batched with the lookups beside it.
 pub async fn verify_key(
     state: &web::Data<AppState>,
     key: apikey::WellFormed<'_>,
@@ -207,7 +208,7 @@ pub async fn verify_key(
     let hashes = lookup_hashes(state, key);
     let found = state
         .store
-        .read(move |c| store::api_keys::find_by_hash(c, &hashes))
+        .find_api_key(hashes, &state.metrics.api_key_lookup_batches)
         .await?;
     // The environment is part of the key string, which the hash covers; a mismatch means a
     // corrupt row, which must not authenticate.

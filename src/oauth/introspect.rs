@@ -87,8 +87,9 @@ pub async fn introspect(
 
 /// Introspection of an API key: active when the key is live, of the caller's organization,
 /// and — when the resource server passes the caller's `client_ip` — allowed from that
-/// address by the key's and the organization's allowlists and within the key's rate limit. One blocking call reads the
-/// client and the key (indexed reads only) and writes nothing.
+/// address by the key's and the organization's allowlists and within the key's rate limit.
+/// Two indexed reads, side by side: the client, and the key (in the batch of lookups of this
+/// moment); nothing is written.
 async fn introspect_api_key(
     state: &web::Data<AppState>,
     form: &Form,
@@ -105,14 +106,16 @@ async fn introspect_api_key(
     };
     let hashes = crate::api::auth::lookup_hashes(state, key);
     let id = presented.client_id().to_string();
-    let (client, found) = state
-        .store
-        .read(move |c| {
-            let client = clients::find(c, &id)?;
-            let found = store::api_keys::find_by_hash(c, &hashes)?;
-            Ok((client, found))
-        })
-        .await?;
+    // The key joins this moment's batch of lookups (`store::key_lookups`) while the client is
+    // read.
+    let (client, found) = futures_util::future::join(
+        state.store.read(move |c| clients::find(c, &id)),
+        state
+            .store
+            .find_api_key(hashes, &state.metrics.api_key_lookup_batches),
+    )
+    .await;
+    let (client, found) = (client?, found?);
     let client = presented.verify(state, client, req).await?;
     if client.public {
         return Err(OAuthError::invalid_client(

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod clients;
 pub mod grants;
 pub mod idempotency;
+pub mod key_lookups;
 pub mod keys;
 pub mod orgs;
 pub mod schema;
@@ -118,6 +119,8 @@ pub type Conn = r2d2::PooledConnection<Manager>;
 
 #[derive(Clone)]
 pub struct Store {
+    /// Tells stores apart in the per-thread key-lookup batches (`key_lookups`).
+    id: u64,
     pool: Pool,
     url: DatabaseUrl,
     pub postgres: bool,
@@ -162,6 +165,7 @@ impl Store {
             .build(Manager { url: url.clone() })
             .map_err(|e| anyhow::anyhow!("cannot open the database {url:?}: {e}"))?;
         Ok(Store {
+            id: key_lookups::next_store_id(),
             pool,
             url: url.clone(),
             postgres: url.is_postgres(),

@@ -1326,3 +1326,86 @@ async fn keys_checked_together_are_each_answered_for_themselves() {
         check(who, &got, true);
     }
 }
+
+/// Introspections at the same moment share a batch too — the keys and the resource servers'
+/// clients read together. Two organizations' resource servers asking at once each learn only
+/// of their own organization's keys; a wrong client secret is refused in the middle of a
+/// batch without touching the others' answers.
+#[actix_web::test]
+async fn introspections_checked_together_are_each_answered_for_their_client() {
+    let server = TestServer::start().await;
+    let acme_org = server.org("acme");
+    let globex_org = server.org("globex");
+    let (acme_rs, acme_secret) = server.cc_client("acme", &[]);
+    let (globex_rs, globex_secret) = server.cc_client("globex", &[]);
+    let (acme_id, acme) = cli_key(&server, "acme", "live", "read", &[]);
+    let (globex_id, globex) = cli_key(&server, "globex", "live", "write", &[]);
+    let (revoked_id, revoked) = cli_key(&server, "acme", "live", "read", &[]);
+    server.cli_json(&["api-key", "revoke", &revoked_id]);
+
+    // (client, secret, key, expected: None = 401 invalid_client, Some((key id, org id)) =
+    // active, Some(("", "")) = inactive)
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
+        (&acme_rs, &acme_secret, &acme, Some((&acme_id, &acme_org))),
+        (&acme_rs, &acme_secret, &globex, Some(("", ""))),
+        (&acme_rs, &acme_secret, &revoked, Some(("", ""))),
+        (
+            &globex_rs,
+            &globex_secret,
+            &globex,
+            Some((&globex_id, &globex_org)),
+        ),
+        (&globex_rs, &globex_secret, &acme, Some(("", ""))),
+        (&acme_rs, &globex_secret, &acme, None),
+    ];
+    let server = &server;
+    let wave = || {
+        futures_util::future::join_all((0..12).flat_map(|_| cases.iter()).map(|case| async move {
+            let (client, secret, key, _) = case;
+            let res = http()
+                .post(server.url("/oauth2/introspect"))
+                .basic_auth(client, Some(secret))
+                .form(&[("token", key)])
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (case, status, res.json::<Value>().await.unwrap())
+        }))
+    };
+    let mut shared = false;
+    for _ in 0..10 {
+        let (lookups_before, batches_before) = (lookups(server), lookup_batches(server));
+        for ((_, _, _, expected), status, body) in wave().await {
+            match expected {
+                None => {
+                    assert_eq!(status, 401, "{body}");
+                    assert_eq!(body["error"], "invalid_client");
+                }
+                Some(("", _)) => {
+                    assert_eq!(status, 200);
+                    assert_eq!(body, json!({"active": false}));
+                }
+                Some((id, org)) => {
+                    assert_eq!(status, 200);
+                    assert_eq!(body["active"], true, "{body}");
+                    assert_eq!(body["key_id"], *id);
+                    assert_eq!(body["org_id"], *org);
+                }
+            }
+        }
+        let looked = lookups(server) - lookups_before;
+        let batches = lookup_batches(server) - batches_before;
+        assert_eq!(looked, 72, "every well-formed key was looked up");
+        assert!(batches >= 1 && batches <= looked);
+        if batches < looked {
+            shared = true;
+            break;
+        }
+    }
+    assert!(
+        shared,
+        "72 introspections at once never shared a read of the store"
+    );
+}

@@ -88,8 +88,8 @@ pub async fn introspect(
 /// Introspection of an API key: active when the key is live, of the caller's organization,
 /// and — when the resource server passes the caller's `client_ip` — allowed from that
 /// address by the key's and the organization's allowlists and within the key's rate limit.
-/// Two indexed reads, side by side: the client, and the key (in the batch of lookups of this
-/// moment); nothing is written.
+/// Two indexed reads, the key and the client, in the batch of lookups of this moment;
+/// nothing is written.
 async fn introspect_api_key(
     state: &web::Data<AppState>,
     form: &Form,
@@ -106,16 +106,11 @@ async fn introspect_api_key(
     };
     let hashes = crate::api::auth::lookup_hashes(state, key);
     let id = presented.client_id().to_string();
-    // The key joins this moment's batch of lookups (`store::key_lookups`) while the client is
-    // read.
-    let (client, found) = futures_util::future::join(
-        state.store.read(move |c| clients::find(c, &id)),
-        state
-            .store
-            .find_api_key(hashes, &state.metrics.api_key_lookup_batches),
-    )
-    .await;
-    let (client, found) = (client?, found?);
+    // The key and the client join this moment's batch of lookups (`store::key_lookups`).
+    let (found, client) = state
+        .store
+        .find_api_key_and_client(hashes, id, &state.metrics.api_key_lookup_batches)
+        .await?;
     let client = presented.verify(state, client, req).await?;
     if client.public {
         return Err(OAuthError::invalid_client(

@@ -68,19 +68,18 @@ pub fn find_by_hash(
 /// What a key lookup finds: the key's row and its organization's allowlist.
 pub type Found = Option<(ApiKeyRow, String)>;
 
-/// Several lookups (each the hashes of one presented key) at once, in one read of the
-/// database: SQLite runs them in one read transaction, so its lock round trip (file and
-/// shared-memory locks, a third of a lookup's cost when measured) is paid once per batch;
-/// PostgreSQL answers them in one query, one network round trip. Each answer is what
+/// Several lookups (each the hashes of one presented key) at once: PostgreSQL answers them
+/// in one query, one network round trip; SQLite reads them one by one (the caller runs the
+/// batch in one read transaction, see `store::key_lookups`). Each answer is what
 /// `find_by_hash` would give for that lookup alone.
 pub fn find_many(
     conn: &mut AnyConnection,
-    lookups: &[Vec<String>],
+    lookups: &[&[String]],
 ) -> Result<Vec<Found>, StoreError> {
     match lookups {
         [one] => Ok(vec![find_by_hash(conn, one)?]),
         _ if matches!(conn, AnyConnection::Postgresql(_)) => {
-            let all: Vec<&String> = lookups.iter().flatten().collect();
+            let all: Vec<&String> = lookups.iter().copied().flatten().collect();
             let rows: Vec<(ApiKeyRow, String)> = crate::on_backend!(conn, |conn| k::api_keys
                 .inner_join(o::organizations)
                 .filter(k::key_hash.eq_any(&all))
@@ -95,7 +94,7 @@ pub fn find_many(
                 })
                 .collect())
         }
-        _ => conn.transaction(|c| lookups.iter().map(|h| find_by_hash(c, h)).collect()),
+        _ => lookups.iter().map(|h| find_by_hash(conn, h)).collect(),
     }
 }
 

@@ -189,6 +189,27 @@ pub fn find(conn: &mut AnyConnection, client_id: &str) -> Result<Option<Client>,
     rows.into_iter().next().map(Client::try_from).transpose()
 }
 
+/// The rows of several clients at once (one query on PostgreSQL, indexed reads on SQLite),
+/// for the batches of `store::key_lookups`; ids that match no client have no row.
+pub fn rows_of(conn: &mut AnyConnection, ids: &[&str]) -> Result<Vec<ClientRow>, StoreError> {
+    match (conn, ids) {
+        (_, []) => Ok(Vec::new()),
+        (AnyConnection::Postgresql(conn), _) => {
+            Ok(c::clients.filter(c::client_id.eq_any(ids)).load(conn)?)
+        }
+        (conn, _) => {
+            let mut rows = Vec::with_capacity(ids.len());
+            for id in ids {
+                let found: Vec<ClientRow> = crate::on_backend!(conn, |conn| c::clients
+                    .filter(c::client_id.eq(id))
+                    .load(conn))?;
+                rows.extend(found);
+            }
+            Ok(rows)
+        }
+    }
+}
+
 pub fn list_for_org(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Client>, StoreError> {
     let rows: Vec<ClientRow> = c::clients
         .filter(c::org_id.eq(org_id))

@@ -1,11 +1,12 @@
 //! API-key lookups, batched per worker thread.
 //!
-//! Every `/v1` request and every introspection of a key reads one key row. Under load many of
-//! them arrive in the same turn of a worker's event loop; each becomes a waiter on the
-//! thread's next batch for its store, and the first one schedules the batch as a task behind
-//! the ones already ready — so every request read off the sockets in that turn joins it. The
-//! batch is one read of the database (`api_keys::find_many`): one SQLite read transaction, or
-//! one PostgreSQL query.
+//! Every `/v1` request and every introspection of a key reads one key row (introspection also
+//! its client's). Under load many of them arrive in the same turn of a worker's event loop;
+//! each becomes a waiter on the thread's next batch for its store, and the first one
+//! schedules the batch as a task behind the ones already ready — so every request read off the
+//! sockets in that turn joins it. The batch is one read of the database: one SQLite read
+//! transaction, or one PostgreSQL query for the keys (`api_keys::find_many`) and one for the
+//! clients (`clients::rows_of`).
 //!
 //! Nothing is cached: a lookup's batch starts after the lookup was asked for, so it sees every
 //! change committed before its request arrived (a revocation on any node, or by the CLI).

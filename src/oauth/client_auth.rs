@@ -72,6 +72,17 @@ struct PeekClaims {
 
 impl Presented {
     pub fn from_request(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError> {
+        let presented = Presented::parse(req, form)?;
+        // Client ids are Latchkey's own (base62): one with a control character names no
+        // client, and PostgreSQL refuses a NUL in a query parameter outright — which, in a
+        // batch of key lookups, would fail the requests beside it.
+        if presented.client_id().chars().any(char::is_control) {
+            return Err(OAuthError::invalid_client(FAILED));
+        }
+        Ok(presented)
+    }
+
+    fn parse(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError> {
         let basic = match req.headers().get(header::AUTHORIZATION) {
             None => None,
             Some(value) => {

@@ -85,12 +85,16 @@ pub fn find_many(
                 .filter(k::key_hash.eq_any(&all))
                 .select((ApiKeyRow::as_select(), o::allowed_ips))
                 .load(conn))?;
+            let by_hash: std::collections::HashMap<&str, &(ApiKeyRow, String)> = rows
+                .iter()
+                .map(|found| (found.0.key_hash.as_str(), found))
+                .collect();
             Ok(lookups
                 .iter()
                 .map(|hashes| {
                     hashes
                         .iter()
-                        .find_map(|h| rows.iter().find(|(row, _)| &row.key_hash == h).cloned())
+                        .find_map(|h| by_hash.get(h.as_str()).map(|found| (*found).clone()))
                 })
                 .collect())
         }

@@ -195,6 +195,12 @@ pub fn rows_of(conn: &mut AnyConnection, ids: &[&str]) -> Result<Vec<ClientRow>,
     match (conn, ids) {
         (_, []) => Ok(Vec::new()),
         (AnyConnection::Postgresql(conn), _) => {
+            // PostgreSQL refuses a NUL in text outright; no client id holds one.
+            let ids: Vec<&str> = ids
+                .iter()
+                .copied()
+                .filter(|id| !id.contains('\0'))
+                .collect();
             Ok(c::clients.filter(c::client_id.eq_any(ids)).load(conn)?)
         }
         (conn, _) => {

@@ -12,6 +12,7 @@
 //! change committed before its request arrived (a revocation on any node, or by the CLI).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use diesel::Connection;
@@ -28,6 +29,14 @@ struct Lookup {
     hashes: Vec<String>,
     client_id: Option<String>,
 }
+
+/// At most this many lookups share one read of the store: a bigger batch would hold a
+/// worker (SQLite) or build a long query (PostgreSQL) for little more gain.
+const MAX_BATCH: usize = 128;
+
+/// A batch's keys (one per lookup, in order) and the rows of the clients asked for (or why
+/// they could not be read).
+type BatchRead = (Vec<Found>, Result<Vec<ClientRow>, String>);
 
 /// What a lookup gets: the key, and the client when one was asked for.
 type Answer = (Found, Option<Client>);
@@ -83,20 +92,10 @@ impl Store {
     ) -> Result<Answer, StoreError> {
         let (tx, rx) = oneshot::channel();
         let id = self.id;
-        let first = NEXT.with(|next| {
-            let mut next = next.borrow_mut();
-            match next.iter_mut().find(|(store, _)| *store == id) {
-                Some((_, waiters)) => {
-                    waiters.push((lookup, tx));
-                    false
-                }
-                None => {
-                    next.push((id, vec![(lookup, tx)]));
-                    true
-                }
-            }
-        });
-        if first {
+        let scheduled = NEXT.with(|next| next.borrow().iter().any(|(store, _)| *store == id));
+        if !scheduled {
+            // Spawned before the waiter is queued (it cannot run before this task yields), so
+            // that a failure to spawn leaves no queue behind for later lookups to wait on.
             let store = self.clone();
             let batches = batches.clone();
             actix_rt::spawn(async move {
@@ -106,17 +105,33 @@ impl Store {
                     Some(next.swap_remove(i).1)
                 });
                 if let Some(waiters) = waiters {
-                    batches.inc();
-                    store.answer(waiters).await;
+                    store.answer(waiters, &batches).await;
                 }
             });
         }
+        NEXT.with(|next| {
+            let mut next = next.borrow_mut();
+            match next.iter_mut().find(|(store, _)| *store == id) {
+                Some((_, waiters)) => waiters.push((lookup, tx)),
+                None => next.push((id, vec![(lookup, tx)])),
+            }
+        });
         // The sender is dropped unanswered only if the batch task died (a panic in the store).
         rx.await
             .map_err(|_| StoreError::Pool("the key lookup was abandoned".into()))?
     }
 
-    async fn answer(&self, waiters: Vec<Waiter>) {
+    /// Answers the waiters, at most `MAX_BATCH` per read of the store.
+    async fn answer(&self, mut waiters: Vec<Waiter>, batches: &prometheus::IntCounter) {
+        while !waiters.is_empty() {
+            let rest = waiters.split_off(waiters.len().min(MAX_BATCH));
+            batches.inc();
+            self.answer_batch(waiters).await;
+            waiters = rest;
+        }
+    }
+
+    async fn answer_batch(&self, waiters: Vec<Waiter>) {
         let (lookups, senders): (Vec<Lookup>, Vec<_>) = waiters.into_iter().unzip();
         let read = self
             .read(move |c| {
@@ -124,24 +139,32 @@ impl Store {
                 Ok((lookups, reads))
             })
             .await;
-        match read {
-            Ok((lookups, (keys, client_rows))) => {
-                let answers = lookups.into_iter().zip(keys).zip(senders);
-                for ((lookup, key), tx) in answers {
-                    let client = lookup.client_id.and_then(|id| {
-                        let row = client_rows.iter().find(|row| row.client_id == id)?;
-                        Some(Client::try_from(row.clone()))
-                    });
-                    // A request that went away no longer listens; nothing to do.
-                    let _ = tx.send(client.transpose().map(|client| (key, client)));
-                }
-            }
+        let (lookups, (keys, client_rows)) = match read {
+            Ok(read) => read,
             Err(e) => {
                 let e = e.to_string();
                 for tx in senders {
                     let _ = tx.send(Err(StoreError::Pool(e.clone())));
                 }
+                return;
             }
+        };
+        // A failure to read the clients fails only the lookups that asked for one.
+        let clients: Result<HashMap<&str, &ClientRow>, &String> = client_rows
+            .as_ref()
+            .map(|rows| rows.iter().map(|r| (r.client_id.as_str(), r)).collect());
+        for ((lookup, key), tx) in lookups.into_iter().zip(keys).zip(senders) {
+            let answer = match (lookup.client_id, &clients) {
+                (None, _) => Ok((key, None)),
+                (Some(_), Err(e)) => Err(StoreError::Pool((*e).clone())),
+                (Some(id), Ok(clients)) => clients
+                    .get(id.as_str())
+                    .map(|row| Client::try_from((*row).clone()))
+                    .transpose()
+                    .map(|client| (key, client)),
+            };
+            // A request that went away no longer listens; nothing to do.
+            let _ = tx.send(answer);
         }
     }
 }
@@ -149,10 +172,7 @@ impl Store {
 /// The keys and clients of a batch. SQLite reads them in one read transaction when there is
 /// more than one read: its lock round trip (file and shared-memory locks, and the workers'
 /// contention on them — most of a lookup's cost when measured) is paid once per batch.
-fn read_batch(
-    c: &mut AnyConnection,
-    lookups: &[Lookup],
-) -> Result<(Vec<Found>, Vec<ClientRow>), StoreError> {
+fn read_batch(c: &mut AnyConnection, lookups: &[Lookup]) -> Result<BatchRead, StoreError> {
     let hashes: Vec<&[String]> = lookups.iter().map(|l| l.hashes.as_slice()).collect();
     // A resource server introspecting many keys asks as one client: read it once.
     let mut client_ids: Vec<&str> = lookups
@@ -161,11 +181,10 @@ fn read_batch(
         .collect();
     client_ids.sort_unstable();
     client_ids.dedup();
-    let read = |c: &mut AnyConnection| -> Result<_, StoreError> {
-        Ok((
-            api_keys::find_many(c, &hashes)?,
-            clients::rows_of(c, &client_ids)?,
-        ))
+    let read = |c: &mut AnyConnection| -> Result<BatchRead, StoreError> {
+        let keys = api_keys::find_many(c, &hashes)?;
+        let clients = clients::rows_of(c, &client_ids).map_err(|e| e.to_string());
+        Ok((keys, clients))
     };
     if matches!(c, AnyConnection::Sqlite(_)) && lookups.len() + client_ids.len() > 1 {
         c.transaction(read)

@@ -1,8 +1,9 @@
 //! The store: one `Store` over SQLite (the embedded default) or PostgreSQL, chosen by
 //! `DATABASE_URL`, through diesel's `MultiConnection` and an r2d2 pool.
 //!
-//! Every query runs on actix's blocking pool (`Store::run`), never on a worker thread. Each
-//! change is one transaction. Rows owned by an organization are always read with the caller's
+//! Every query runs on actix's blocking pool (`Store::run`), but the API-key lookups: on
+//! SQLite, `Store::read` runs them on the worker when a pooled connection is idle, batched
+//! (`key_lookups`). Each change is one transaction. Rows owned by an organization are always read with the caller's
 //! organization in the filter.
 
 pub mod api_keys;

@@ -6,14 +6,46 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-fn lookups(server: &TestServer) -> u64 {
+/// A counter of the server's `/metrics`.
+fn counter(server: &TestServer, name: &str) -> u64 {
+    let prefix = format!("{name} ");
     server
         .state
         .metrics
         .render()
         .lines()
-        .find_map(|l| l.strip_prefix("latchkey_api_key_lookups_total "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn lookups(server: &TestServer) -> u64 {
+    counter(server, "latchkey_api_key_lookups_total")
+}
+
+fn lookup_batches(server: &TestServer) -> u64 {
+    counter(server, "latchkey_api_key_lookup_batches_total")
+}
+
+/// Runs `wave` (which checks its own answers) until the server has answered some of its
+/// `per_wave` key lookups together — it answers them as they come, and a wave may arrive one
+/// request at a time on a slow machine — at most ten times.
+async fn until_some_shared_a_batch<F: std::future::Future<Output = ()>>(
+    server: &TestServer,
+    per_wave: u64,
+    mut wave: impl FnMut() -> F,
+) {
+    for _ in 0..10 {
+        let (lookups_before, batches_before) = (lookups(server), lookup_batches(server));
+        wave().await;
+        let looked = lookups(server) - lookups_before;
+        let batches = lookup_batches(server) - batches_before;
+        assert_eq!(looked, per_wave, "every well-formed key was looked up");
+        assert!(batches >= 1 && batches <= looked);
+        if batches < looked {
+            return;
+        }
+    }
+    panic!("{per_wave} key lookups at once never shared a read of the store");
 }
 
 #[actix_web::test]
@@ -1192,16 +1224,6 @@ async fn a_key_over_its_rate_limit_waits_and_recovers() {
     );
 }
 
-fn lookup_batches(server: &TestServer) -> u64 {
-    server
-        .state
-        .metrics
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("latchkey_api_key_lookup_batches_total "))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 /// Lookups that arrive together share one read of the store (a batch: one SQLite read
 /// transaction, one PostgreSQL query). Many requests at once, with keys of two organizations,
 /// both environments, too few scopes, revoked and never minted, are each answered for their
@@ -1301,29 +1323,12 @@ async fn keys_checked_together_are_each_answered_for_themselves() {
         ))
     };
 
-    // Until the server has answered some lookups together (it answers them as they come: a
-    // wave may arrive one by one on a slow machine), at most ten waves.
-    let mut shared = false;
-    for _ in 0..10 {
-        let (lookups_before, batches_before) = (lookups(server), lookup_batches(server));
+    until_some_shared_a_batch(server, 84, || async {
         for (who, got) in wave().await {
             check(who, &got, false);
         }
-        let (looked, batches) = (
-            lookups(server) - lookups_before,
-            lookup_batches(server) - batches_before,
-        );
-        assert_eq!(looked, 84, "every well-formed key was looked up");
-        assert!(batches >= 1 && batches <= looked);
-        if batches < looked {
-            shared = true;
-            break;
-        }
-    }
-    assert!(
-        shared,
-        "84 requests at once never shared a read of the store"
-    );
+    })
+    .await;
 
     // Revoked between two waves: the next wave refuses it on every request.
     server.cli_json(&["api-key", "revoke", &late_id]);
@@ -1382,9 +1387,8 @@ async fn introspections_checked_together_are_each_answered_for_their_client() {
             (case, status, res.json::<Value>().await.unwrap())
         }))
     };
-    let mut shared = false;
-    for _ in 0..10 {
-        let (lookups_before, batches_before) = (lookups(server), lookup_batches(server));
+    // 72 lookups a wave: the NUL client id is refused before its lookup.
+    until_some_shared_a_batch(server, 72, || async {
         for ((_, _, _, expected), status, body) in wave().await {
             match expected {
                 None => {
@@ -1403,20 +1407,6 @@ async fn introspections_checked_together_are_each_answered_for_their_client() {
                 }
             }
         }
-        let looked = lookups(server) - lookups_before;
-        let batches = lookup_batches(server) - batches_before;
-        assert_eq!(
-            looked, 72,
-            "every well-formed key with a well-formed client was looked up"
-        );
-        assert!(batches >= 1 && batches <= looked);
-        if batches < looked {
-            shared = true;
-            break;
-        }
-    }
-    assert!(
-        shared,
-        "72 introspections at once never shared a read of the store"
-    );
+    })
+    .await;
 }

@@ -294,15 +294,17 @@ async fn a_rotated_key_works_through_its_grace_period_and_not_after() {
         200
     );
 
-    // An expiring key stops at its expiry.
-    let (_, short) = cli_key(&server, "acme", "live", "read", &["--expires-in", "1s"]);
+    // An expiring key stops at its expiry. (Expiry has whole seconds: a 1 s key could expire
+    // before its first use when the CLI's run crossed a second boundary — seen once on
+    // PostgreSQL.)
+    let (_, short) = cli_key(&server, "acme", "live", "read", &["--expires-in", "3s"]);
     assert_eq!(
         v1(&server, "GET", "/v1/utils/authtest", Some(&short), None)
             .await
             .0,
         200
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     let expired = v1(&server, "GET", "/v1/utils/authtest", Some(&short), None).await;
     assert_error(&expired, 401, "unauthorized", "an expired key");
     assert!(expired.2["message"].as_str().unwrap().contains("expired"));

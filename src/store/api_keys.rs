@@ -1,6 +1,7 @@
-//! API-key rows. The hot path (`find_by_hash`, batched by `find_many`) is one indexed read joined with the key's
-//! organization (for its allowlist), and never writes; `touch` writes `last_used_at` at most
-//! once a minute per key, conditionally, so nodes need no shared memory to agree on it.
+//! API-key rows. The hot path (`find_by_hash`, batched by `find_many`) is one indexed read
+//! joined with the key's organization (for its allowlist), and never writes; `touch` writes
+//! `last_used_at` at most once a minute per key, conditionally, so nodes need no shared memory
+//! to agree on it.
 
 use diesel::prelude::*;
 

@@ -183,10 +183,15 @@ pub fn find(conn: &mut AnyConnection, client_id: &str) -> Result<Option<Client>,
     // A primary-key filter, loaded rather than `.first()`: diesel's `LIMIT ?` makes SQLite
     // (≥ 3.47 reads bound LIMIT values while planning) re-prepare the statement on every
     // execution; the profile showed the parse as the lookup's largest cost.
+    row_of(conn, client_id)?.map(Client::try_from).transpose()
+}
+
+/// One client's row, by primary key (loaded, not `.first()`: see `find`).
+fn row_of(conn: &mut AnyConnection, client_id: &str) -> Result<Option<ClientRow>, StoreError> {
     let rows: Vec<ClientRow> = crate::on_backend!(conn, |conn| c::clients
         .filter(c::client_id.eq(client_id))
         .load(conn))?;
-    rows.into_iter().next().map(Client::try_from).transpose()
+    Ok(rows.into_iter().next())
 }
 
 /// The rows of several clients at once (one query on PostgreSQL, indexed reads on SQLite),
@@ -206,10 +211,7 @@ pub fn rows_of(conn: &mut AnyConnection, ids: &[&str]) -> Result<Vec<ClientRow>,
         (conn, _) => {
             let mut rows = Vec::with_capacity(ids.len());
             for id in ids {
-                let found: Vec<ClientRow> = crate::on_backend!(conn, |conn| c::clients
-                    .filter(c::client_id.eq(id))
-                    .load(conn))?;
-                rows.extend(found);
+                rows.extend(row_of(conn, id)?);
             }
             Ok(rows)
         }

@@ -259,8 +259,18 @@ pub fn main() -> i32 {
                 let _ = e.print();
                 return 0;
             }
+            // One line: clap's message up to its usage block, so that a missing argument's
+            // name (on the lines after "not provided:") is kept.
             let rendered = e.render().to_string();
-            let line = rendered.lines().next().unwrap_or("invalid arguments");
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let line = match message.join(" ") {
+                m if m.is_empty() => "error: invalid arguments".to_string(),
+                m => m,
+            };
             eprintln!("{line} (see latchkey --help)");
             return 2;
         }

@@ -182,6 +182,18 @@ async fn bad_input_exits_non_zero_with_one_line() {
             "no signing key",
         ),
         (vec!["frobnicate".into()], "unrecognized subcommand"),
+        // A missing argument is named on the one line.
+        (
+            vec![
+                "api-key".into(),
+                "create".into(),
+                "--org".into(),
+                org.clone(),
+                "--env".into(),
+                "live".into(),
+            ],
+            "not provided: --scopes <SCOPES>",
+        ),
         (
             with(&[
                 "--grant-types",

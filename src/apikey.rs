@@ -270,13 +270,17 @@ pub struct AllowedIps(Vec<IpNet>);
 
 impl AllowedIps {
     /// At most 100 entries, each a CIDR (`10.0.0.0/8`) or a single address. `Err` names the
-    /// entry at fault.
+    /// entry at fault. A blank entry is an error, not "no restriction": `[""]` must never
+    /// quietly turn an allowlist into "every address" (an empty list says that).
     pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<AllowedIps, String> {
         let mut nets = Vec::new();
         for e in entries {
             let e = e.trim();
             if e.is_empty() {
-                continue;
+                return Err(
+                    "an entry is empty; an empty list (not an empty entry) allows every address"
+                        .into(),
+                );
             }
             let net = IpNet::from_str(e)
                 .map(|n| n.trunc())

@@ -82,9 +82,9 @@ pub fn prepare(config: Config) -> anyhow::Result<AppState> {
 
 /// The routes and middleware of the whole application.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(telemetry::metrics))
+    cfg.service(resource!("/healthz", GET => healthz))
+        .service(resource!("/readyz", GET => readyz))
+        .service(resource!("/metrics", GET => telemetry::metrics))
         .configure(oauth::routes)
         .configure(crate::api::routes)
         .configure(crate::pages::routes);
@@ -242,6 +242,32 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// The `Allow` header of a resource taking `methods` (upper or lower case): HEAD goes with
+/// GET, since `telemetry::observe` answers HEAD as GET without the body.
+pub fn allow_header(methods: &[&str]) -> String {
+    let mut allow: Vec<String> = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+    if allow.iter().any(|m| m == "GET") {
+        allow.push("HEAD".into());
+    }
+    allow.join(", ")
+}
+
+/// A resource's answer to a method it does not take (`resource!`): 405 with `Allow`.
+pub fn not_allowed(methods: &[&str]) -> actix_web::Route {
+    let allow = allow_header(methods);
+    web::to(move || {
+        let allow = allow.clone();
+        async move {
+            HttpResponse::MethodNotAllowed()
+                .insert_header((actix_web::http::header::ALLOW, allow.as_str()))
+                .json(json!({
+                    "error": "method_not_allowed",
+                    "error_description": format!("this endpoint takes {allow}"),
+                }))
+        }
+    })
 }
 
 async fn not_found() -> HttpResponse {

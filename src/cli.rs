@@ -135,8 +135,8 @@ enum OrgCommand {
     /// Change an organization's settings.
     Update {
         org: String,
-        /// Comma-separated CIDRs or addresses every credential of the organization is held
-        /// to ("" allows every address).
+        /// Comma-separated CIDRs or addresses that the organization's API keys, and access
+        /// tokens presented to /v1, are held to ("" allows every address).
         #[arg(long)]
         allowed_ips: String,
     },
@@ -365,7 +365,7 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
             Ok(serde_json::to_value(orgs::OrgView::of(&row))?)
         }
         Command::Org(OrgCommand::Update { org, allowed_ips }) => {
-            let allowed = AllowedIps::parse(allowed_ips.split(','))
+            let allowed = AllowedIps::parse(cidr_list(&allowed_ips))
                 .map_err(|e| anyhow!("--allowed-ips: {e}"))?;
             let (store, _) = open(&config)?;
             let mut conn = store.conn().map_err(store_err)?;
@@ -419,7 +419,7 @@ fn api_key_command(command: ApiKeyCommand, config: &Config) -> anyhow::Result<Va
                     .map(str::to_string)
                     .collect(),
                 allowed_ips: allowed_ips
-                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .map(|s| cidr_list(&s).map(str::to_string).collect())
                     .unwrap_or_default(),
                 expires_at,
                 rate_limit_per_minute,
@@ -482,6 +482,13 @@ fn unreachable_serve() -> anyhow::Result<Value> {
 
 fn parse_alg(s: &str) -> anyhow::Result<Alg> {
     Alg::parse(s).ok_or_else(|| anyhow!("--alg {s:?} is not ES256, RS256 or EdDSA"))
+}
+
+/// The entries of a comma-separated `--allowed-ips`: "" (or blanks) is the empty list, which
+/// allows every address; an empty entry inside a list ("10.0.0.0/8,") stays, to be refused.
+fn cidr_list(s: &str) -> impl Iterator<Item = &str> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.split(',')).into_iter().flatten()
 }
 
 fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> {

@@ -1,6 +1,18 @@
 //! Latchkey: an OAuth 2.0 / OpenID Connect authorization server and API-key service in one
 //! binary. See ARCHITECTURE.md for the map; `cli::main` is where the binary starts.
 
+/// `resource!(path, GET => handler, POST => other)`: a resource taking those methods and
+/// answering any other with `405` and an `Allow` header that lists them (RFC 9110 §15.5.6).
+/// HEAD is answered wherever GET is (`telemetry::observe`). The `/v1` routes have their own
+/// declaration (`api::v1_routes!`), with the `/v1` error envelope.
+macro_rules! resource {
+    ($path:expr, $( $method:ident => $handler:expr ),+ $(,)?) => {
+        actix_web::web::resource($path)
+            $( .route(actix_web::web::method(actix_web::http::Method::$method).to($handler)) )+
+            .default_service($crate::app::not_allowed(&[$( stringify!($method) ),+]))
+    };
+}
+
 pub mod api;
 pub mod apikey;
 pub mod app;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
 use prometheus::{
@@ -143,13 +144,18 @@ pub fn current_request_id() -> String {
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn observe(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let start = Instant::now();
     let id = format!("req_{}", crate::crypto::random_base62(20));
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
+    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET, while actix's encoder,
+    // which saw HEAD on the wire, sends the headers (Content-Length included) and no body.
+    if method == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
     // actix accepts any method token; only the standard ones become label values.
     let method_label = match method.as_str() {
         m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,

@@ -512,6 +512,28 @@ async fn no_credential_grants_more_than_it_holds() {
         !envs.is_empty() && envs.iter().all(|e| *e == "sandbox"),
         "{envs:?}"
     );
+    // A live key's id is no cursor for a sandbox key: answered like an id that does not
+    // exist, so that paging cannot tell which live ids do.
+    let as_cursor = |id: String| {
+        let (server, sandbox) = (&server, sandbox.clone());
+        async move {
+            v1(
+                server,
+                "GET",
+                &format!("/v1/api-keys?starting_after={id}"),
+                Some(&sandbox),
+                None,
+            )
+            .await
+        }
+    };
+    let live_cursor = as_cursor(root_id.clone()).await;
+    let no_cursor = as_cursor("key_doesnotexist".into()).await;
+    assert_error(&live_cursor, 400, "invalid_request", "a live cursor");
+    assert_eq!(live_cursor.2["field"], "starting_after");
+    assert_eq!(live_cursor.2["message"], no_cursor.2["message"]);
+    let sandbox_cursor = as_cursor(made.2["id"].as_str().unwrap().to_string()).await;
+    assert_eq!(sandbox_cursor.0, 200, "{}", sandbox_cursor.2);
     for (method, path) in [
         ("GET", format!("/v1/api-keys/{root_id}")),
         ("DELETE", format!("/v1/api-keys/{root_id}")),
@@ -648,7 +670,18 @@ async fn allowlists_hold_keys_and_organizations_to_their_addresses() {
     assert_eq!(intro("10.9.9.9").await["active"], true);
     assert_eq!(intro("192.0.2.1").await, json!({"active": false}));
 
-    // The organization's allowlist: the API refuses to lock its caller out...
+    // The organization's allowlist: a blank entry is refused, never read as "everyone"...
+    let blank = v1(
+        &server,
+        "PATCH",
+        "/v1/organization",
+        Some(&root),
+        Some(json!({"allowed_ips": [""]})),
+    )
+    .await;
+    assert_error(&blank, 400, "invalid_request", "a blank organization entry");
+    assert_eq!(blank.2["field"], "allowed_ips");
+    // ... the API refuses to lock its caller out...
     assert_error(
         &v1(
             &server,
@@ -777,6 +810,48 @@ async fn bad_input_gets_the_envelope_never_a_500() {
         "invalid_request",
         "a form",
     );
+    // One JSON text and nothing after it: a second object (here one asking for admin) or
+    // trailing garbage makes the body invalid, and no key is made from its first part.
+    let before = v1(&server, "GET", "/v1/api-keys?limit=100", Some(&root), None)
+        .await
+        .2["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    for (body, what) in [
+        (
+            r#"{"name":"a","scopes":["read"]}{"name":"b","scopes":["admin"]}"#,
+            "two JSON objects",
+        ),
+        (r#"{"name":"a","scopes":["read"]} xyz"#, "trailing text"),
+        (r#"{"name":"a","scopes":["read"]}]]"#, "trailing brackets"),
+    ] {
+        let got = post_raw(body.into(), json_ct).await;
+        assert_error(&got, 400, "invalid_request", what);
+        assert!(
+            got.2["message"].as_str().unwrap().contains("trailing"),
+            "{what}: {}",
+            got.2
+        );
+    }
+    let after = v1(&server, "GET", "/v1/api-keys?limit=100", Some(&root), None)
+        .await
+        .2["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        after, before,
+        "no key was made from a body with trailing data"
+    );
+    // Trailing whitespace is still one JSON text.
+    let spaced = post_raw(
+        "{\"name\":\"spaced\",\"scopes\":[\"read\"]}\n  ".into(),
+        json_ct,
+    )
+    .await;
+    assert_eq!(spaced.0, 201, "{}", spaced.2);
+
     // `curl -d '{…}'` labels JSON as a form: the syntax decides, not the label.
     let curl_style = post_raw(
         r#"{"name":"from curl","scopes":["read"]}"#.into(),
@@ -847,6 +922,22 @@ async fn bad_input_gets_the_envelope_never_a_500() {
             "allowed_ips",
             "a bad CIDR",
         ),
+        // A blank entry is not "no restriction" (an empty list says that): it is refused.
+        (
+            json!({"name": "k", "scopes": ["read"], "allowed_ips": [""]}),
+            "allowed_ips",
+            "an empty allowlist entry",
+        ),
+        (
+            json!({"name": "k", "scopes": ["read"], "allowed_ips": ["10.0.0.0/8", "  "]}),
+            "allowed_ips",
+            "a blank allowlist entry beside a good one",
+        ),
+        (
+            json!({"name": "   ", "scopes": ["read"]}),
+            "name",
+            "a name of spaces",
+        ),
         (
             json!({"name": "k", "scopes": ["read"], "metadata": {"a": {"nested": 1}}}),
             "metadata",
@@ -862,6 +953,32 @@ async fn bad_input_gets_the_envelope_never_a_500() {
         let got = v1(&server, "POST", "/v1/api-keys", Some(&root), Some(body)).await;
         assert_error(&got, 400, "invalid_request", what);
         assert_eq!(got.2["field"], field, "{what}: {}", got.2);
+    }
+    let spaces = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&root),
+        Some(json!({"name": "   ", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(spaces.2["message"], "name must not be only whitespace");
+    // The query string of a list: an unknown or repeated parameter is named.
+    for (query, field) in [
+        ("sort=name", "sort"),
+        ("limit=5&limit=6", "limit"),
+        ("starting_after=a&starting_after=b", "starting_after"),
+    ] {
+        let got = v1(
+            &server,
+            "GET",
+            &format!("/v1/api-keys?{query}"),
+            Some(&root),
+            None,
+        )
+        .await;
+        assert_error(&got, 400, "invalid_request", query);
+        assert_eq!(got.2["field"], field, "{query}: {}", got.2);
     }
     let name200 = v1(
         &server,
@@ -1143,6 +1260,10 @@ async fn the_cli_refuses_bad_input_with_one_line() {
         (
             vec!["org", "update", "acme", "--allowed-ips", "not-an-ip"],
             "allowed-ips",
+        ),
+        (
+            vec!["org", "update", "acme", "--allowed-ips", "10.0.0.0/8,"],
+            "entry is empty",
         ),
     ] {
         let out = server.cli(&args);

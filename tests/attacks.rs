@@ -551,15 +551,50 @@ async fn malformed_oversized_and_wrongly_typed_bodies_get_the_rfc_error_never_a_
             .unwrap();
         assert_eq!(res.status(), 400, "{path}");
     }
-    // Wrong methods and unknown paths are plain 404/405, not 500.
-    let res = http()
-        .get(server.url("/oauth2/token"))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_client_error());
+    // Wrong methods are 405 with `Allow` (RFC 9110 §15.5.6), unknown paths 404, never 500.
+    for (method, path, allow) in [
+        ("GET", "/oauth2/token", "POST, OPTIONS"),
+        ("GET", "/oauth2/introspect", "POST"),
+        ("DELETE", "/oauth2/authorize", "GET, POST, HEAD"),
+        ("PUT", "/login", "GET, POST, HEAD"),
+        ("POST", "/jwks.json", "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("PATCH", "/userinfo", "GET, POST, OPTIONS, HEAD"),
+    ] {
+        let res = http()
+            .request(method.parse().unwrap(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{method} {path}");
+        assert_eq!(res.headers()["allow"], allow, "{method} {path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+    }
     let res = http().get(server.url("/nope")).send().await.unwrap();
     assert_eq!(res.status(), 404);
+    // HEAD is GET without the body: same status and length, nothing after the headers.
+    for path in [
+        "/healthz",
+        "/jwks.json",
+        "/.well-known/openid-configuration",
+        "/assets/latchkey.css",
+    ] {
+        let get = http().get(server.url(path)).send().await.unwrap();
+        let head = http().head(server.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-length"),
+            get.headers().get("content-length"),
+            "HEAD {path}"
+        );
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path}"
+        );
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
 }
 
 #[actix_web::test]

@@ -436,7 +436,7 @@ async fn another_organizations_key_is_not_found_and_bad_input_is_a_400_page() {
         ),
         (
             &[("name", "   "), ("scope_read", "on")],
-            "name must be 1 to 200 characters",
+            "name must not be only whitespace",
         ),
         (&[("name", "no scopes")], "scopes must name at least one"),
         (

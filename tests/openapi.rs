@@ -101,10 +101,52 @@ async fn the_document_describes_every_route_and_only_those() {
         let expected = if path == "/v1/openapi.json" { 200 } else { 401 };
         assert_eq!(res.status(), expected, "{method} {path}");
     }
-    let res = http().put(server.url("/v1/clients")).send().await.unwrap();
-    assert_eq!(res.status(), 405);
     let res = http().get(server.url("/v1/nope")).send().await.unwrap();
     assert_eq!(res.status(), 404);
+
+    // RFC 9110: a 405 says in `Allow` what the route takes (HEAD wherever GET), and HEAD is
+    // answered wherever GET is — the same status and headers, no body.
+    let mut methods: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+    for (method, path) in &registered {
+        methods
+            .entry(path.as_str())
+            .or_default()
+            .insert(method.to_uppercase());
+    }
+    for (path, takes) in &methods {
+        let url = server.url(&path.replace("{id}", "x"));
+        let res = http().put(&url).send().await.unwrap();
+        assert_eq!(res.status(), 405, "PUT {path}");
+        let allow: BTreeSet<String> = res.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(", ")
+            .map(str::to_string)
+            .collect();
+        let mut expected = takes.clone();
+        if takes.contains("GET") {
+            expected.insert("HEAD".into());
+        }
+        assert_eq!(allow, expected, "Allow of {path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{path}: {body}");
+        assert!(body["request_id"].as_str().unwrap().starts_with("req_"));
+        if takes.contains("GET") {
+            let get = http().get(&url).send().await.unwrap();
+            let head = http().head(&url).send().await.unwrap();
+            assert_eq!(head.status(), get.status(), "HEAD {path}");
+            assert_eq!(
+                head.headers().get("content-length"),
+                get.headers().get("content-length"),
+                "HEAD {path}"
+            );
+            assert!(head.headers().contains_key("x-request-id"), "HEAD {path}");
+            assert!(
+                head.bytes().await.unwrap().is_empty(),
+                "HEAD {path} has no body"
+            );
+        }
+    }
 }
 
 /// The property names of a schema in the document.

@@ -53,10 +53,16 @@ impl KeySpec {
     pub fn parse(body: CreateKey, default_env: Environment, now: i64) -> Result<KeySpec, ApiError> {
         let name = body.name;
         let chars = name.chars().count();
-        if chars == 0 || chars > 200 || name.trim().is_empty() {
+        if chars == 0 || chars > 200 {
             return Err(ApiError::invalid(
                 "name",
                 "name must be 1 to 200 characters",
+            ));
+        }
+        if name.trim().is_empty() {
+            return Err(ApiError::invalid(
+                "name",
+                "name must not be only whitespace",
             ));
         }
         if name.chars().any(char::is_control) {

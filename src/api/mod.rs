@@ -194,7 +194,7 @@ pub async fn json_body<T: DeserializeOwned>(
         &body
     };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -220,7 +220,11 @@ pub async fn json_body<T: DeserializeOwned>(
         } else {
             ApiError::invalid(&field, message)
         }
-    })
+    })?;
+    // One JSON text and nothing after it (RFC 8259): `{…}{…}` or `{…} xyz` is not a body.
+    de.end()
+        .map_err(|e| ApiError::invalid_request(format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 /// A request body of at most 64 KiB (413 beyond, before reading it when Content-Length says
@@ -255,9 +259,9 @@ pub async fn read_body<E>(
     Ok(body.freeze())
 }
 
-/// `?limit=&starting_after=` of a list (SPEC §4): limit 1–100, default 10.
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+/// `?limit=&starting_after=` of a list (SPEC §4): limit 1–100, default 10. (The struct is
+/// the OpenAPI description; `from_request` reads the query.)
+#[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// 1 to 100 (default 10).
@@ -268,18 +272,41 @@ pub struct Page {
 }
 
 impl Page {
+    /// The limit and cursor; an unknown or repeated parameter is a 400 naming it.
     pub fn from_request(req: &HttpRequest) -> Result<(i64, Option<String>), ApiError> {
-        let page = web::Query::<Page>::from_query(req.query_string())
-            .map_err(|e| ApiError::invalid_request(format!("query string: {e}")))?
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_err(|e| {
+                ApiError::invalid_request(format!("the query string cannot be read: {e}"))
+            })?
             .into_inner();
-        let limit = match page.limit.as_deref() {
+        let (mut limit, mut after) = (None, None);
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "limit" => &mut limit,
+                "starting_after" => &mut after,
+                _ => {
+                    let message = format!("unknown query parameter {name:?}");
+                    return Err(ApiError::invalid(
+                        &name,
+                        message + ": a list takes limit and starting_after",
+                    ));
+                }
+            };
+            if slot.replace(value).is_some() {
+                return Err(ApiError::invalid(
+                    &name,
+                    format!("{name} is given more than once"),
+                ));
+            }
+        }
+        let limit = match limit.as_deref() {
             None => 10,
             Some(s) => match s.parse::<i64>() {
                 Ok(n) if (1..=100).contains(&n) => n,
                 _ => return Err(ApiError::invalid("limit", "limit must be 1 to 100")),
             },
         };
-        Ok((limit, page.starting_after))
+        Ok((limit, after))
     }
 }
 
@@ -351,12 +378,24 @@ async fn no_such_route() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("route"))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "invalid_request",
-        "this route does not take that method",
-    ))
+/// A `/v1` route's answer to a method it does not take: 405 in the envelope, with `Allow`.
+fn method_not_allowed(methods: &[&str]) -> actix_web::Route {
+    let allow = crate::app::allow_header(methods);
+    web::to(move || {
+        let allow = allow.clone();
+        async move {
+            let mut res = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                format!("this route takes {allow}"),
+            )
+            .error_response();
+            if let Ok(v) = HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(header::ALLOW, v);
+            }
+            res
+        }
+    })
 }
 
 /// Declares the `/v1` routes once: `register` adds them to the scope, `ROUTES` lists them
@@ -371,7 +410,7 @@ macro_rules! v1_routes {
                 .service(
                     web::resource($path)
                         $( .route(web::$method().to($handler)) )+
-                        .default_service(web::to(method_not_allowed)),
+                        .default_service(method_not_allowed(&[$( stringify!($method) ),+])),
                 )
             )+
         }

@@ -123,41 +123,46 @@ pub fn no_store(res: &mut actix_web::HttpResponseBuilder) {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use actix_web::http::Method;
     use actix_web::middleware::from_fn;
-    cfg.route(
+    cfg.service(resource!(
         "/.well-known/oauth-authorization-server",
-        web::get().to(discovery::metadata),
-    )
-    .route(
+        GET => discovery::metadata,
+    ))
+    .service(resource!(
         "/.well-known/openid-configuration",
-        web::get().to(discovery::openid_configuration),
-    )
-    .route("/jwks.json", web::get().to(discovery::jwks))
-    .route("/oauth2/authorize", web::get().to(authorize::authorize_get))
-    .route(
+        GET => discovery::openid_configuration,
+    ))
+    .service(resource!("/jwks.json", GET => discovery::jwks))
+    .service(resource!(
         "/oauth2/authorize",
-        web::post().to(authorize::authorize_post),
-    )
-    .route("/oauth2/introspect", web::post().to(introspect::introspect))
+        GET => authorize::authorize_get,
+        POST => authorize::authorize_post,
+    ))
+    .service(resource!("/oauth2/introspect", POST => introspect::introspect))
     // What a single-page app calls from the browser: CORS for registered origins.
     .service(
-        web::resource("/oauth2/token")
-            .wrap(from_fn(cors::cors))
-            .route(web::post().to(flow_client_credentials::token))
-            .route(web::method(Method::OPTIONS).to(cors::preflight)),
+        resource!(
+            "/oauth2/token",
+            POST => flow_client_credentials::token,
+            OPTIONS => cors::preflight,
+        )
+        .wrap(from_fn(cors::cors)),
     )
     .service(
-        web::resource("/oauth2/revoke")
-            .wrap(from_fn(cors::cors))
-            .route(web::post().to(revoke::revoke))
-            .route(web::method(Method::OPTIONS).to(cors::preflight)),
+        resource!(
+            "/oauth2/revoke",
+            POST => revoke::revoke,
+            OPTIONS => cors::preflight,
+        )
+        .wrap(from_fn(cors::cors)),
     )
     .service(
-        web::resource("/userinfo")
-            .wrap(from_fn(cors::cors))
-            .route(web::get().to(userinfo::userinfo_get))
-            .route(web::post().to(userinfo::userinfo_post))
-            .route(web::method(Method::OPTIONS).to(cors::preflight)),
+        resource!(
+            "/userinfo",
+            GET => userinfo::userinfo_get,
+            POST => userinfo::userinfo_post,
+            OPTIONS => cors::preflight,
+        )
+        .wrap(from_fn(cors::cors)),
     );
 }

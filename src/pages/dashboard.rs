@@ -40,11 +40,10 @@ const GRACE_CHOICES: [(i64, &str); 4] = [
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(PATH, web::get().to(list))
-        .route(PATH, web::post().to(create))
-        .route(&format!("{PATH}/{{id}}/rotate"), web::post().to(rotate))
-        .route(&format!("{PATH}/{{id}}/revoke"), web::post().to(revoke))
-        .route("/assets/dashboard.js", web::get().to(script));
+    cfg.service(resource!(PATH, GET => list, POST => create))
+        .service(resource!(format!("{PATH}/{{id}}/rotate"), POST => rotate))
+        .service(resource!(format!("{PATH}/{{id}}/revoke"), POST => revoke))
+        .service(resource!("/assets/dashboard.js", GET => script));
 }
 
 async fn script() -> HttpResponse {

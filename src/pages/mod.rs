@@ -28,12 +28,18 @@ pub const CSRF_COOKIE: &str = "lk_csrf";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(login::home))
-        .route("/login", web::get().to(login::login_page))
-        .route("/login", web::post().to(login::login_submit))
-        .route("/logout", web::get().to(login::logout_page))
-        .route("/logout", web::post().to(login::logout_submit))
-        .route("/assets/latchkey.css", web::get().to(stylesheet))
+    cfg.service(resource!("/", GET => login::home))
+        .service(resource!(
+            "/login",
+            GET => login::login_page,
+            POST => login::login_submit,
+        ))
+        .service(resource!(
+            "/logout",
+            GET => login::logout_page,
+            POST => login::logout_submit,
+        ))
+        .service(resource!("/assets/latchkey.css", GET => stylesheet))
         .configure(dashboard::routes);
 }
 

@@ -162,13 +162,15 @@ pub fn list(
         query = query.filter(k::environment.eq("sandbox"));
     }
     if let Some(after) = starting_after {
+        // A sandbox caller's cursor must be a sandbox key: a live key's id would otherwise
+        // page (where an unknown id is refused), telling it which live ids exist.
         let Some(cursor) = k::api_keys
             .filter(k::id.eq(after))
             .filter(k::org_id.eq(org_id))
-            .select((k::created_seq, k::id))
-            .load::<(i64, String)>(conn)?
+            .select((k::created_seq, k::id, k::environment))
+            .load::<(i64, String, String)>(conn)?
             .into_iter()
-            .next()
+            .find(|(_, _, env)| !sandbox_only || env == "sandbox")
         else {
             return Ok(None);
         };

@@ -705,3 +705,54 @@ async fn invented_http_methods_do_not_grow_the_metrics() {
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
     assert!(!metrics.contains("FROB") && !metrics.contains("XYZZY"));
 }
+
+/// Sends a request head promising a 100-byte body, then 10 bytes of it and nothing more;
+/// returns the status line the server answers with and how long it took.
+async fn trickle(base: &str, path: &str, auth: &str, content_type: &str) -> (String, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: 100\r\n\r\n0123456789"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(30), s.read(&mut buf))
+        .await
+        .expect("the server answers a stalled body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    let status = text.lines().next().unwrap_or("").to_string();
+    (status, start.elapsed().as_secs())
+}
+
+#[actix_web::test]
+async fn a_body_that_stops_arriving_is_408_not_a_held_connection() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let (_, key) = cli_key(&server, "acme", "live", ALL, &[]);
+    let (id, secret) = server.cc_client(&org, &[]);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    );
+    let bearer = format!("Bearer {key}");
+    let form = "application/x-www-form-urlencoded";
+    let ((token, t1), (api, t2)) = tokio::join!(
+        trickle(&server.base, "/oauth2/token", &basic, form),
+        trickle(&server.base, "/v1/api-keys", &bearer, "application/json"),
+    );
+    for (status, secs, what) in [(token, t1, "token endpoint"), (api, t2, "/v1")] {
+        assert!(status.contains(" 408 "), "{what}: {status}");
+        assert!((9..=15).contains(&secs), "{what}: answered after {secs} s");
+    }
+    // The server is not the worse for it.
+    assert_eq!(
+        v1(&server, "GET", "/v1/utils/authtest", Some(&key), None)
+            .await
+            .0,
+        200
+    );
+}

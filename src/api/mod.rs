@@ -228,7 +228,7 @@ pub async fn json_body<T: DeserializeOwned>(
 }
 
 /// A request body of at most 64 KiB (413 beyond, before reading it when Content-Length says
-/// so).
+/// so), arriving within `BODY_DEADLINE` (408 after).
 pub async fn read_body<E>(
     headers: &header::HeaderMap,
     mut payload: impl futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
@@ -248,15 +248,27 @@ pub async fn read_body<E>(
     {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::invalid_request("the body could not be read"))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(too_large());
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|_| ApiError::invalid_request("the body could not be read"))?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    actix_rt::time::timeout(crate::oauth::form::BODY_DEADLINE, read)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the body did not arrive within 10 s",
+            )
+        })?
 }
 
 /// `?limit=&starting_after=` of a list (SPEC §4): limit 1–100, default 10. (The struct is

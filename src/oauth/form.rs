@@ -10,6 +10,10 @@ use super::OAuthError;
 
 pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_PARAM: usize = 4 * 1024;
+/// How long a body may take to arrive once its head has (every body Latchkey reads, here and
+/// at `/v1`): 64 KiB in 10 s is 6.4 KB/s. A client trickling a body holds a connection no
+/// longer than this, and gets 408.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Parameters that RFC 8707 §2 lets a client repeat.
 const REPEATABLE: &[&str] = &["resource"];
@@ -39,15 +43,21 @@ impl Form {
         if declared.is_some_and(|n| n > MAX_BODY as u64) {
             return Err(too_large());
         }
-        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-        while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(too_large());
+        let read = async {
+            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
-        }
+            Ok(body)
+        };
+        let body = actix_rt::time::timeout(BODY_DEADLINE, read)
+            .await
+            .map_err(|_| OAuthError::request_timeout("the body did not arrive within 10 s"))??;
         Form::parse(&body)
     }
 

@@ -72,6 +72,9 @@ impl OAuthError {
     pub fn payload_too_large(d: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", d)
     }
+    pub fn request_timeout(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "invalid_request", d)
+    }
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

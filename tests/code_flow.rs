@@ -596,10 +596,48 @@ async fn rp_initiated_logout_ends_the_session_and_returns_only_to_a_registered_u
         "nothing ended without confirmation"
     );
 
-    // The real hint: signed out, back to the registered URI with state.
+    // A client_id that is not the hint's audience (another client of the organization with
+    // the same logout URI, or none): refused, nothing ends, no redirect.
+    let other = f.server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "Other",
+        "--grant-types",
+        "authorization_code",
+        "--redirect-uri",
+        CB,
+        "--post-logout-redirect-uri",
+        "https://app.acme.test/bye",
+    ])["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for client_id in [other.as_str(), "nonexistent"] {
+        let (status, headers, _) = browser
+            .get(&logout(&[
+                ("id_token_hint", &id_token),
+                ("client_id", client_id),
+                ("post_logout_redirect_uri", "https://app.acme.test/bye"),
+            ]))
+            .await;
+        assert_eq!(status, 400, "client_id {client_id}");
+        assert!(headers.get("location").is_none());
+        assert_eq!(
+            browser.get(&f.server.url("/")).await.0,
+            200,
+            "still signed in"
+        );
+    }
+
+    // The real hint (with its own client_id): signed out, back to the registered URI with
+    // state.
     let (status, headers, _) = browser
         .get(&logout(&[
             ("id_token_hint", &id_token),
+            ("client_id", &f.web.0),
             ("post_logout_redirect_uri", "https://app.acme.test/bye"),
             ("state", "bye-1"),
         ]))

@@ -355,14 +355,13 @@ pub async fn logout_page(state: web::Data<AppState>, req: HttpRequest) -> HttpRe
         }
     };
     if let Some(hint) = query.get("id_token_hint") {
-        return super::rp_logout::logout(
-            &state,
-            &req,
+        let asked = super::rp_logout::LogoutRequest {
             hint,
-            query.get("post_logout_redirect_uri"),
-            query.get("state"),
-        )
-        .await;
+            client_id: query.get("client_id"),
+            redirect: query.get("post_logout_redirect_uri"),
+            state: query.get("state"),
+        };
+        return super::rp_logout::logout(&state, &req, asked).await;
     }
     confirm_logout(&state, &req).await
 }
@@ -406,14 +405,13 @@ pub async fn logout_submit(
         Err(res) => return res,
     };
     if let Some(hint) = form.get("id_token_hint") {
-        return super::rp_logout::logout(
-            &state,
-            &req,
+        let asked = super::rp_logout::LogoutRequest {
             hint,
-            form.get("post_logout_redirect_uri"),
-            form.get("state"),
-        )
-        .await;
+            client_id: form.get("client_id"),
+            redirect: form.get("post_logout_redirect_uri"),
+            state: form.get("state"),
+        };
+        return super::rp_logout::logout(&state, &req, asked).await;
     }
     let session = match current_session(&state, &req).await {
         Ok(s) => s,

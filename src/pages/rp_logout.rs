@@ -45,16 +45,34 @@ fn verify_hint(state: &AppState, hint: &str) -> Option<HintClaims> {
         .map(|d| d.claims)
 }
 
-pub async fn logout(
-    state: &AppState,
-    req: &HttpRequest,
-    hint: &str,
-    redirect: Option<&str>,
-    rp_state: Option<&str>,
-) -> HttpResponse {
+/// What the relying party sent with the hint.
+pub struct LogoutRequest<'a> {
+    pub hint: &'a str,
+    pub client_id: Option<&'a str>,
+    pub redirect: Option<&'a str>,
+    pub state: Option<&'a str>,
+}
+
+pub async fn logout(state: &AppState, req: &HttpRequest, asked: LogoutRequest<'_>) -> HttpResponse {
+    let LogoutRequest {
+        hint,
+        client_id,
+        redirect,
+        state: rp_state,
+    } = asked;
     let Some(claims) = verify_hint(state, hint) else {
         return super::login::confirm_logout(state, req).await;
     };
+    // §2: with both, the client must be the one the ID token was issued to; nothing ends and
+    // no one is sent anywhere otherwise.
+    if client_id.is_some_and(|id| id != claims.aud) {
+        return message(
+            state,
+            StatusCode::BAD_REQUEST,
+            "The logout request is not valid",
+            "The client_id is not the application the ID token was issued to.",
+        );
+    }
     let client_id = claims.aud.clone();
     let client = match state.store.run(move |c| clients::find(c, &client_id)).await {
         Ok(Some(c)) => c,

@@ -393,6 +393,44 @@ async fn errors_after_that_go_back_to_the_client_with_state_and_iss() {
             ],
             "login_required",
         ),
+        // Request objects are refused with their own error codes, not ignored (OIDC §6).
+        (
+            vec![
+                ("response_type", "code"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("request", "eyJhbGciOiJub25lIn0.e30."),
+            ],
+            "request_not_supported",
+        ),
+        (
+            vec![
+                ("response_type", "code"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("request_uri", "https://evil.example/req"),
+            ],
+            "request_uri_not_supported",
+        ),
+        (
+            vec![
+                ("response_type", "code"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("response_mode", "form_post"),
+            ],
+            "invalid_request",
+        ),
+        // RFC 8707: a resource the client did not register is refused at once.
+        (
+            vec![
+                ("response_type", "code"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("resource", "https://evil.test"),
+            ],
+            "invalid_target",
+        ),
     ];
     for (mut params, error) in cases {
         params.push(("redirect_uri", CB));
@@ -651,6 +689,9 @@ async fn rp_initiated_logout_ends_the_session_and_returns_only_to_a_registered_u
     );
     let doc: Value = get_json(&f.server.url("/.well-known/openid-configuration")).await;
     assert_eq!(doc["end_session_endpoint"], f.server.url("/logout"));
+    // Not supported, and said so (Discovery §3 would default request_uri support to true).
+    assert_eq!(doc["request_parameter_supported"], false);
+    assert_eq!(doc["request_uri_parameter_supported"], false);
 }
 
 #[actix_web::test]

@@ -147,6 +147,32 @@ fn validate(form: &Form, client: Option<Client>) -> Result<AuthRequest, Refusal>
         }
         None => return Err(back("invalid_request", "response_type is required")),
     }
+    // OIDC Core §6: request objects are not supported, and saying so beats ignoring one
+    // (discovery says `request_parameter_supported: false`, likewise for request_uri).
+    if form.get("request").is_some() {
+        return Err(back(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
+    }
+    if form.get("request_uri").is_some() {
+        return Err(back(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
+    }
+    // Only the query response mode exists here: a client asking for another would look for
+    // the code where it is not.
+    if form.get("response_mode").is_some_and(|m| m != "query") {
+        return Err(back(
+            "invalid_request",
+            "only response_mode=query is supported",
+        ));
+    }
+    // RFC 8707 §2: a resource the client did not register is refused here, not only when
+    // the code is redeemed.
+    super::flow_client_credentials::registered_resources(&client, &form.all("resource"))
+        .map_err(|e| back("invalid_target", &e))?;
     let challenge = CodeChallenge::from_request(
         form.get("code_challenge"),
         form.get("code_challenge_method"),

@@ -66,6 +66,9 @@ pub fn openid_document(config: &Config) -> Value {
             json!(["openid", "profile", "email", "offline_access"]),
         );
         map.insert("subject_types_supported".into(), json!(["public"]));
+        // Discovery §3 defaults request_uri_parameter_supported to true: say false outright.
+        map.insert("request_parameter_supported".into(), json!(false));
+        map.insert("request_uri_parameter_supported".into(), json!(false));
         map.insert(
             "id_token_signing_alg_values_supported".into(),
             json!(["RS256", "ES256", "EdDSA"]),

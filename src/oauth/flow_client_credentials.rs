@@ -144,17 +144,23 @@ pub fn audience(
                 .unwrap_or_else(|| state.config.issuer.clone()),
         ));
     }
+    let list = registered_resources(client, resources).map_err(OAuthError::invalid_target)?;
+    Ok(Audience::from_list(list))
+}
+
+/// RFC 8707 §2: the requested resources, each an absolute URI without a fragment that the
+/// client registered as an audience, without repeats; `Err` is the `invalid_target`
+/// description. The token endpoint and the authorization endpoint both check with this.
+pub fn registered_resources(client: &Client, resources: &[&str]) -> Result<Vec<String>, String> {
     let mut list: Vec<String> = Vec::with_capacity(resources.len());
     for r in resources {
-        validate_resource(r).map_err(OAuthError::invalid_target)?;
+        validate_resource(r)?;
         if !client.audiences.iter().any(|a| a == r) {
-            return Err(OAuthError::invalid_target(format!(
-                "resource {r} is not registered for this client"
-            )));
+            return Err(format!("resource {r} is not registered for this client"));
         }
         if !list.iter().any(|a| a == r) {
             list.push(r.to_string());
         }
     }
-    Ok(Audience::from_list(list))
+    Ok(list)
 }

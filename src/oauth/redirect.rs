@@ -36,6 +36,8 @@ fn loopback_without_port(uri: &str) -> Option<String> {
         || !url.username().is_empty()
         || url.password().is_some()
         || url.fragment().is_some()
+        // Port 0 is no port a browser can be sent to.
+        || url.port() == Some(0)
     {
         return None;
     }
@@ -111,6 +113,7 @@ mod tests {
             "http://user@127.0.0.1:51004/callback",
             "https://127.0.0.1:51004/callback",
             "http://127.0.0.1:abc/callback",
+            "http://127.0.0.1:0/callback",
             "http://2130706433:51004/callback",
             "http://[::1]:40001/cb",
         ] {

@@ -263,6 +263,7 @@ async fn login_consent_code_tokens_refresh_and_a_replayed_code_revokes_everythin
     let code = query_of(headers["location"].to_str().unwrap())["code"].clone();
     let (_, tokens) = redeem(&f, (&f.web.0, &f.web.1), &code, &verifier).await;
     assert!(tokens.get("id_token").is_none(), "no openid, no ID token");
+    let code_access = tokens["access_token"].as_str().unwrap().to_string();
 
     // Refresh rotation; a narrower scope for the new access token only; reuse revokes the family.
     let first = tokens["refresh_token"].as_str().unwrap().to_string();
@@ -288,6 +289,12 @@ async fn login_consent_code_tokens_refresh_and_a_replayed_code_revokes_everythin
         "the family keeps its grant"
     );
     let third = again["refresh_token"].as_str().unwrap().to_string();
+    let refreshed_access = again["access_token"].as_str().unwrap().to_string();
+    let active = |token: String| {
+        let f = &f;
+        async move { f.server.introspect(&f.web.0, &f.web.1, &token).await["active"] == true }
+    };
+    assert!(active(code_access.clone()).await && active(refreshed_access.clone()).await);
     let (status, err) = refresh(&f, &first).await;
     assert_eq!(
         (status, err["error"].as_str()),
@@ -299,6 +306,9 @@ async fn login_consent_code_tokens_refresh_and_a_replayed_code_revokes_everythin
         400,
         "the whole family is revoked"
     );
+    // ... and the access tokens it issued, the code's and the refreshes' (RFC 9700 §4.14).
+    assert!(!active(code_access).await, "the code's access token");
+    assert!(!active(refreshed_access).await, "a refresh's access token");
 }
 
 #[actix_web::test]
@@ -868,6 +878,13 @@ async fn deleting_a_person_over_v1_ends_their_sessions_refresh_tokens_and_consen
         events.contains(&"consent.granted".to_string()),
         "{events:?}"
     );
+    // A refresh now, so that the family has an access token out when the person goes.
+    let (status, rotated) = refresh(&f, &rt).await;
+    assert_eq!(status, 200, "{rotated}");
+    let (rt, access) = (
+        rotated["refresh_token"].as_str().unwrap().to_string(),
+        rotated["access_token"].as_str().unwrap().to_string(),
+    );
     let (_, admin) = cli_key(&f.server, "acme", "live", ALL, &[]);
     let gone = v1(
         &f.server,
@@ -882,6 +899,11 @@ async fn deleting_a_person_over_v1_ends_their_sessions_refresh_tokens_and_consen
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &access).await["active"],
+        false,
+        "the person's access tokens went with their refresh families"
     );
     assert_eq!(consents_of(&f), 0);
     // The browser's session ended: authorize asks for a login again.
@@ -917,4 +939,156 @@ async fn deleting_a_client_over_v1_revokes_its_refresh_tokens_and_consents() {
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(live, 0, "no refresh family of the client is left live");
+}
+
+#[actix_web::test]
+async fn revoking_a_refresh_token_revokes_the_access_tokens_its_family_issued() {
+    let f = flow().await;
+    let (_, first, _) = signed_in_with_refresh(&f).await;
+    let (status, rotated) = refresh(&f, &first).await;
+    assert_eq!(status, 200, "{rotated}");
+    let access = rotated["access_token"].as_str().unwrap().to_string();
+    let live = rotated["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &access).await["active"],
+        true
+    );
+    // Another client revoking it changes nothing (RFC 7009 §2.1: only its own tokens).
+    let other = f.server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "Other",
+        "--grant-types",
+        "authorization_code,refresh_token",
+        "--redirect-uri",
+        CB,
+    ]);
+    let revoke = |id: String, secret: String| {
+        let (url, live) = (f.server.url("/oauth2/revoke"), live.clone());
+        async move {
+            http()
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[
+                    ("token", live.as_str()),
+                    ("token_type_hint", "refresh_token"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let other_id = other["client_id"].as_str().unwrap().to_string();
+    let other_secret = other["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(revoke(other_id, other_secret).await, 200);
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &access).await["active"],
+        true,
+        "another client's revocation is ignored"
+    );
+    // The owner revokes the refresh token: its family and the family's access tokens go.
+    assert_eq!(revoke(f.web.0.clone(), f.web.1.clone()).await, 200);
+    assert_eq!(refresh(&f, &live).await.0, 400);
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &access).await["active"],
+        false,
+        "RFC 7009 §2.1: the access token of the same grant"
+    );
+    let res = http()
+        .get(f.server.url("/userinfo"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[actix_web::test]
+async fn a_live_refresh_token_introspects_to_its_own_client_only() {
+    let f = flow().await;
+    let (_, first, _) = signed_in_with_refresh(&f).await;
+    let got = f.server.introspect(&f.web.0, &f.web.1, &first).await;
+    assert_eq!(got["active"], true, "{got}");
+    assert_eq!(got["client_id"], f.web.0.as_str());
+    assert_eq!(got["sub"], f.user_id.as_str());
+    assert_eq!(got["scope"], "offline_access read");
+    assert!(got["exp"].as_i64().unwrap() > got["iat"].as_i64().unwrap());
+    assert!(got.get("token_type").is_none(), "{got}");
+    // Another client of the organization, even a confidential one, learns nothing.
+    let other = f.server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "Resource server",
+        "--grant-types",
+        "client_credentials",
+    ]);
+    let (oid, osecret) = (
+        other["client_id"].as_str().unwrap(),
+        other["client_secret"].as_str().unwrap(),
+    );
+    assert_eq!(
+        f.server.introspect(oid, osecret, &first).await,
+        serde_json::json!({"active": false})
+    );
+    // Rotated: the old one is no longer live, its successor is.
+    let (_, rotated) = refresh(&f, &first).await;
+    let second = rotated["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &first).await,
+        serde_json::json!({"active": false}),
+        "a rotated refresh token"
+    );
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &second).await["active"],
+        true
+    );
+    // A token of the right shape that was never issued.
+    let made_up = "A".repeat(43);
+    assert_eq!(
+        f.server.introspect(&f.web.0, &f.web.1, &made_up).await,
+        serde_json::json!({"active": false})
+    );
+}
+
+#[actix_web::test]
+async fn an_authorization_request_may_come_as_a_post_form() {
+    let f = flow().await;
+    let (browser, _, _) = signed_in_with_refresh(&f).await;
+    let (verifier, challenge) = pkce();
+    let params = [
+        ("response_type", "code"),
+        ("client_id", f.web.0.as_str()),
+        ("redirect_uri", CB),
+        ("scope", "read"),
+        ("state", "posted"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let authorize = f.server.url("/oauth2/authorize");
+    // Signed in, consent already given for more: straight back with a code that redeems.
+    let (status, headers, body) = browser.post(&authorize, &params).await;
+    assert_eq!(status, 303, "{body}");
+    let q = query_of(headers["location"].to_str().unwrap());
+    assert_eq!(q["state"], "posted");
+    assert_eq!(q["iss"], f.server.issuer);
+    let (status, tokens) = redeem(&f, (&f.web.0, &f.web.1), &q["code"], &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    // Not signed in: to the login page, like the GET.
+    let (status, headers, _) = Browser::new().post(&authorize, &params).await;
+    assert_eq!(status, 303);
+    let location = headers["location"].to_str().unwrap();
+    assert!(location.starts_with(&f.server.url("/login?")), "{location}");
+    // The same rules as the GET: an unregistered redirect URI is an error page, no redirect.
+    let mut bad = params.to_vec();
+    bad[2] = ("redirect_uri", "https://evil.example/cb");
+    let (status, headers, _) = browser.post(&authorize, &bad).await;
+    assert_eq!(status, 400);
+    assert!(headers.get("location").is_none());
 }

@@ -134,7 +134,16 @@ async fn a_code_redeems_once_and_a_replay_revokes_what_the_first_redemption_star
     );
     assert!(is_revoked(&f.store, "jti-1"), "and its access token");
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "rt-1", "rt-1b", now(), 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "rt-1",
+            "rt-1b",
+            ("jti-rt-1b", now() + 900),
+            now(),
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Invalid
     ));
 
@@ -235,32 +244,87 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_whole_family() {
     )
     .unwrap();
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "rt-a", "rt-b", now(), 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "rt-a",
+            "rt-b",
+            ("jti-rt-b", now() + 900),
+            now(),
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Rotated(_)
     ));
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "rt-b", "rt-c", now(), 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "rt-b",
+            "rt-c",
+            ("jti-rt-c", now() + 900),
+            now(),
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Rotated(_)
     ));
     // An attacker replays the stolen first token.
-    match grants::rotate_refresh(&mut conn, "rt-a", "rt-x", now(), 3600, 0).unwrap() {
+    match grants::rotate_refresh(
+        &mut conn,
+        "rt-a",
+        "rt-x",
+        ("jti-rt-x", now() + 900),
+        now(),
+        3600,
+        0,
+    )
+    .unwrap()
+    {
         Rotation::Reused { family_id } => assert_eq!(family_id, "fam"),
         other => panic!("reuse is detected: {other:?}"),
     }
     // The legitimate holder's current token is dead too.
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "rt-c", "rt-d", now(), 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "rt-c",
+            "rt-d",
+            ("jti-rt-d", now() + 900),
+            now(),
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Invalid
     ));
     assert!(
         matches!(
-            grants::rotate_refresh(&mut conn, "rt-x", "rt-y", now(), 3600, 0).unwrap(),
+            grants::rotate_refresh(
+                &mut conn,
+                "rt-x",
+                "rt-y",
+                ("jti-rt-y", now() + 900),
+                now(),
+                3600,
+                0
+            )
+            .unwrap(),
             Rotation::Invalid
         ),
         "nor the attacker's"
     );
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "unknown", "z", now(), 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "unknown",
+            "z",
+            ("jti-z", now() + 900),
+            now(),
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Invalid
     ));
 }
@@ -287,6 +351,7 @@ async fn racing_rotations_of_one_refresh_token_have_one_winner_and_revoke_the_fa
                         &mut conn,
                         "rt-0",
                         &format!("rt-new-{i}"),
+                        (&format!("jti-{i}"), now() + 900),
                         now(),
                         3600,
                         0,
@@ -330,21 +395,57 @@ async fn the_grace_window_lifetimes_and_revocation_hold() {
     )
     .unwrap();
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "g-1", "g-2", now(), 3600, 30).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "g-1",
+            "g-2",
+            ("jti-g-2", now() + 900),
+            now(),
+            3600,
+            30
+        )
+        .unwrap(),
         Rotation::Rotated(_)
     ));
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "g-1", "g-2b", now(), 3600, 30).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "g-1",
+            "g-2b",
+            ("jti-g-2b", now() + 900),
+            now(),
+            3600,
+            30
+        )
+        .unwrap(),
         Rotation::Rotated(_)
     ));
     // The retry retired the successor it replaces: the family has one live token (g-2b).
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "g-2b", "g-4", now(), 3600, 30,).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "g-2b",
+            "g-4",
+            ("jti-g-4", now() + 900),
+            now(),
+            3600,
+            30,
+        )
+        .unwrap(),
         Rotation::Rotated(_)
     ));
     // …and after the window, reuse is reuse.
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "g-1", "g-3", now() + 31, 3600, 30).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "g-1",
+            "g-3",
+            ("jti-g-3", now() + 900),
+            now() + 31,
+            3600,
+            30
+        )
+        .unwrap(),
         Rotation::Reused { .. }
     ));
 
@@ -357,7 +458,16 @@ async fn the_grace_window_lifetimes_and_revocation_hold() {
     )
     .unwrap();
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "a-1", "a-2", now() + 11, 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "a-1",
+            "a-2",
+            ("jti-a-2", now() + 900),
+            now() + 11,
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Invalid
     ));
     // Idle lifetime.
@@ -369,7 +479,16 @@ async fn the_grace_window_lifetimes_and_revocation_hold() {
     )
     .unwrap();
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "i-1", "i-2", now() + 101, 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "i-1",
+            "i-2",
+            ("jti-i-2", now() + 900),
+            now() + 101,
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Invalid
     ));
 
@@ -383,12 +502,30 @@ async fn the_grace_window_lifetimes_and_revocation_hold() {
     .unwrap();
     assert!(!grants::revoke_by_token(&mut conn, "r-1", "another-client", now()).unwrap());
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "r-1", "r-2", now(), 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "r-1",
+            "r-2",
+            ("jti-r-2", now() + 900),
+            now(),
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Rotated(_)
     ));
     assert!(grants::revoke_by_token(&mut conn, "r-2", &f.client_id, now()).unwrap());
     assert!(matches!(
-        grants::rotate_refresh(&mut conn, "r-2", "r-3", now(), 3600, 0).unwrap(),
+        grants::rotate_refresh(
+            &mut conn,
+            "r-2",
+            "r-3",
+            ("jti-r-3", now() + 900),
+            now(),
+            3600,
+            0
+        )
+        .unwrap(),
         Rotation::Invalid
     ));
 }

@@ -301,6 +301,15 @@ pub async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Http
             )
         }
     };
+    authorization_request(state, req, form).await
+}
+
+/// An authorization request, from the query (GET) or a form body (POST, OIDC Core §3.1.2.1).
+async fn authorization_request(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Form,
+) -> HttpResponse {
     let client = match load_client(&state, &form).await {
         Ok(c) => c,
         Err(res) => return res,
@@ -461,7 +470,9 @@ fn consent_page(
     res
 }
 
-/// The consent decision (SPEC §3): allow redirects with a code, deny with `access_denied`.
+/// A POST is the consent page's decision (SPEC §3: allow redirects with a code, deny with
+/// `access_denied`) when it carries `decision`; otherwise it is an authorization request sent
+/// as a form (OIDC Core §3.1.2.1: GET and POST both), handled as the GET would be.
 pub async fn authorize_post(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -478,6 +489,9 @@ pub async fn authorize_post(
             )
         }
     };
+    if form.get("decision").is_none() {
+        return authorization_request(state, req, form).await;
+    }
     let Ok(Some((raw, session, user))) = current_session(&state, &req).await else {
         return message(
             &state,

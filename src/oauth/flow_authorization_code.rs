@@ -12,7 +12,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use super::client::{Client, GrantType};
-use super::flow_client_credentials::{audience, mint_access_token};
+use super::flow_client_credentials::{audience, mint_access_token, mint_access_token_as};
 use super::form::Form;
 use super::pkce::CodeChallenge;
 use super::scope::ScopeSet;
@@ -257,14 +257,24 @@ pub async fn refresh(
     let now = store::now();
     let idle = state.config.refresh_idle_ttl.as_secs() as i64;
     let grace = state.config.refresh_reuse_grace.as_secs() as i64;
+    // The access token's id and expiry are fixed now, so that the rotation records them
+    // beside the new refresh token (revoking the family revokes it too).
+    let jti = random_base62(22);
+    let issued = (
+        jti.clone(),
+        now + state.config.access_token_ttl.as_secs() as i64,
+    );
     let rotation = state
         .store
-        .run(move |c| grants::rotate_refresh(c, &hash, &new_hash, now, idle, grace))
+        .run(move |c| {
+            let access = (issued.0.as_str(), issued.1);
+            grants::rotate_refresh(c, &hash, &new_hash, access, now, idle, grace)
+        })
         .await?;
     match rotation {
         grants::Rotation::Rotated(family) => {
             let (access_token, claims) =
-                mint_access_token(state, client, &family.user_id, &scope, aud)?;
+                mint_access_token_as(state, client, &family.user_id, &scope, aud, jti, now)?;
             // OIDC Core §12.2: a refresh of an OpenID grant returns a new ID token with the
             // same subject and auth_time, and no nonce (as Keycloak and node-oidc-provider do).
             let id_token = if scope.contains("openid") {

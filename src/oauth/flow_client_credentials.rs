@@ -88,7 +88,28 @@ pub fn mint_access_token(
     scope: &ScopeSet,
     aud: Audience,
 ) -> Result<(String, AccessTokenClaims), OAuthError> {
-    let now = store::now();
+    mint_access_token_as(
+        state,
+        client,
+        sub,
+        scope,
+        aud,
+        random_base62(22),
+        store::now(),
+    )
+}
+
+/// `mint_access_token` with its `jti` and issue time chosen by the caller (a refresh records
+/// them with the new refresh token before the token is signed).
+pub fn mint_access_token_as(
+    state: &AppState,
+    client: &Client,
+    sub: &str,
+    scope: &ScopeSet,
+    aud: Audience,
+    jti: String,
+    now: i64,
+) -> Result<(String, AccessTokenClaims), OAuthError> {
     let keys = state.keys.snapshot();
     let key = keys.signer(client.access_token_alg, now).ok_or_else(|| {
         tracing::error!(alg = %client.access_token_alg, "no signing key");
@@ -102,7 +123,7 @@ pub fn mint_access_token(
         scope: (!scope.is_empty()).then(|| scope.to_string()),
         iat: now,
         exp: now + state.config.access_token_ttl.as_secs() as i64,
-        jti: random_base62(22),
+        jti,
         org_id: client.org_id.clone(),
     };
     let token = key

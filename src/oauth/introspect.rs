@@ -1,4 +1,5 @@
-//! `POST /oauth2/introspect` (RFC 7662) for Latchkey's access tokens. The caller is a
+//! `POST /oauth2/introspect` (RFC 7662) for Latchkey's access tokens (and refresh tokens, to
+//! the client they were issued to; and API keys, SPEC §4). The caller is a
 //! confidential client; a token is active only when its signature, issuer and expiry check
 //! out, it is not revoked, and it belongs to the caller's organization. Anything else is
 //! `{"active": false}` — the response never says why.
@@ -12,7 +13,7 @@ use super::form::Form;
 use super::{no_store, OAuthError};
 use crate::apikey::{self, Scopes};
 use crate::app::AppState;
-use crate::store::{self, clients};
+use crate::store::{self, clients, grants};
 
 pub async fn introspect(
     state: web::Data<AppState>,
@@ -33,6 +34,11 @@ pub async fn introspect(
     let keys = state.keys.snapshot();
     let verified =
         access_token::verify(&keys, token, &state.config.issuer).map(|(claims, _)| claims);
+    // A refresh token's shape (43 base62 characters, never a JWT): only its own client may
+    // introspect it.
+    if verified.is_none() && token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return introspect_refresh_token(&state, presented, token, &req).await;
+    }
 
     let id = presented.client_id().to_string();
     let token_ids = verified
@@ -78,6 +84,49 @@ pub async fn introspect(
             }
             body
         }
+        _ => json!({ "active": false }),
+    };
+    let mut res = HttpResponse::Ok();
+    no_store(&mut res);
+    Ok(res.json(body))
+}
+
+/// Introspection of a refresh token (RFC 7662 §2.1 names it): active while it would refresh,
+/// and only to the client it was issued to — a resource server has no business with it.
+async fn introspect_refresh_token(
+    state: &web::Data<AppState>,
+    presented: super::client_auth::Presented,
+    token: &str,
+    req: &HttpRequest,
+) -> Result<HttpResponse, OAuthError> {
+    let hash = super::flow_authorization_code::refresh_hash(state, token);
+    let (id, now) = (presented.client_id().to_string(), store::now());
+    let (client, live) = state
+        .store
+        .run(move |c| {
+            let client = clients::find(c, &id)?;
+            Ok((client, grants::live_refresh(c, &hash, now)?))
+        })
+        .await?;
+    let client = presented.verify(state, client, req).await?;
+    if client.public {
+        return Err(OAuthError::invalid_client(
+            "introspection is for confidential clients",
+        ));
+    }
+    let body = match live {
+        Some((family, issued_at, lapses)) if family.client_id == client.client_id => json!({
+            // No token_type: RFC 7662 means the access token type (RFC 6749 §5.1) by it.
+            "active": true,
+            "client_id": family.client_id,
+            "sub": family.user_id,
+            "scope": family.scope,
+            "iss": state.config.issuer,
+            "iat": issued_at,
+            "exp": lapses,
+            "auth_time": family.auth_time,
+            "org_id": family.org_id,
+        }),
         _ => json!({ "active": false }),
     };
     let mut res = HttpResponse::Ok();

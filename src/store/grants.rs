@@ -114,7 +114,8 @@ pub fn redeem_code(
         };
         if claimed == 1 {
             if let Some(new) = family {
-                insert_family(c, &new.family, &new.token_hash, new.idle_expires_at)?;
+                let access = (issued.access_jti.as_str(), issued.access_exp);
+                insert_family(c, new, Some(access))?;
             }
             return Ok(Redemption::Fresh(Box::new(row)));
         }
@@ -133,34 +134,42 @@ pub fn redeem_code(
     })
 }
 
+/// The family and its first token; `access` is the access token issued with it (jti, exp).
 fn insert_family(
     c: &mut AnyConnection,
-    family: &FamilyRow,
-    token_hash: &str,
-    idle_expires_at: i64,
+    new: &NewFamily,
+    access: Option<(&str, i64)>,
 ) -> Result<(), StoreError> {
+    let family = &new.family;
     diesel::insert_into(rf::refresh_families)
         .values(family)
         .execute(c)?;
     diesel::insert_into(rt::refresh_tokens)
         .values((
-            rt::token_hash.eq(token_hash),
+            rt::token_hash.eq(&new.token_hash),
             rt::family_id.eq(&family.id),
             rt::issued_at.eq(family.created_at),
-            rt::idle_expires_at.eq(idle_expires_at.min(family.expires_at)),
+            rt::idle_expires_at.eq(new.idle_expires_at.min(family.expires_at)),
+            rt::access_jti.eq(access.map(|a| a.0)),
+            rt::access_exp.eq(access.map(|a| a.1)),
         ))
         .execute(c)?;
     Ok(())
 }
 
-/// Starts a refresh family with its first token.
+/// Starts a refresh family with its first token (issued without an access token).
 pub fn start_family(
     conn: &mut AnyConnection,
     family: &FamilyRow,
     token_hash: &str,
     idle_expires_at: i64,
 ) -> Result<(), StoreError> {
-    conn.transaction(|c| insert_family(c, family, token_hash, idle_expires_at))
+    let new = NewFamily {
+        family: family.clone(),
+        token_hash: token_hash.to_string(),
+        idle_expires_at,
+    };
+    conn.transaction(|c| insert_family(c, &new, None))
 }
 
 #[derive(Debug)]
@@ -174,11 +183,13 @@ pub enum Rotation {
     Invalid,
 }
 
-/// Rotates a refresh token: the presented one is used up, `new_hash` replaces it.
+/// Rotates a refresh token: the presented one is used up, `new_hash` replaces it, recorded
+/// with the access token issued beside it (`access`: jti, exp).
 pub fn rotate_refresh(
     conn: &mut AnyConnection,
     token_hash: &str,
     new_hash: &str,
+    access: (&str, i64),
     now: i64,
     idle_ttl: i64,
     grace: i64,
@@ -231,13 +242,16 @@ pub fn rotate_refresh(
                 rt::family_id.eq(&family_id),
                 rt::issued_at.eq(now),
                 rt::idle_expires_at.eq((now + idle_ttl).min(family.expires_at)),
+                rt::access_jti.eq(access.0),
+                rt::access_exp.eq(access.1),
             ))
             .execute(c)?;
         Ok(Rotation::Rotated(family))
     })
 }
 
-/// Revokes a family (idempotent): none of its tokens refreshes again.
+/// Revokes a family (idempotent): none of its tokens refreshes again, and the access tokens
+/// it issued that have not expired are revoked with it (RFC 7009 §2.1, RFC 9700 §4.14).
 pub fn revoke_family(
     conn: &mut AnyConnection,
     family_id: &str,
@@ -250,6 +264,16 @@ pub fn revoke_family(
     )
     .set(rf::revoked_at.eq(now))
     .execute(conn)?;
+    let issued: Vec<(Option<String>, Option<i64>)> = rt::refresh_tokens
+        .filter(rt::family_id.eq(family_id))
+        .filter(rt::access_exp.gt(now))
+        .select((rt::access_jti, rt::access_exp))
+        .load(conn)?;
+    for (jti, exp) in issued {
+        if let (Some(jti), Some(exp)) = (jti, exp) {
+            tokens::revoke(conn, &jti, exp)?;
+        }
+    }
     Ok(())
 }
 
@@ -350,6 +374,28 @@ pub fn family_of_token(
     Ok(rows.into_iter().next())
 }
 
+/// A refresh token that would refresh now (not rotated, within its idle and absolute
+/// lifetimes, family not revoked): its family, when it was issued and when it lapses.
+pub fn live_refresh(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<(FamilyRow, i64, i64)>, StoreError> {
+    let rows: Vec<(FamilyRow, i64, i64)> = rt::refresh_tokens
+        .inner_join(rf::refresh_families)
+        .filter(rt::token_hash.eq(token_hash))
+        .filter(rt::rotated_at.is_null())
+        .filter(rt::idle_expires_at.gt(now))
+        .filter(rf::revoked_at.is_null())
+        .filter(rf::expires_at.gt(now))
+        .select((FamilyRow::as_select(), rt::issued_at, rt::idle_expires_at))
+        .load(conn)?;
+    Ok(rows.into_iter().next().map(|(family, issued, idle)| {
+        let lapses = idle.min(family.expires_at);
+        (family, issued, lapses)
+    }))
+}
+
 /// What a person or a client leaves behind when deleted (SPEC §4): every refresh family is
 /// revoked, consents and authorization codes are deleted, and (for a person) browser sessions
 /// end. Runs inside the caller's transaction.
@@ -360,26 +406,24 @@ pub enum Forget<'a> {
 
 pub fn forget(conn: &mut AnyConnection, who: Forget<'_>, now: i64) -> Result<(), StoreError> {
     use super::schema::sessions::dsl as s;
+    // Each family is revoked with its live access tokens, as any revocation does.
+    let live = rf::refresh_families.filter(rf::revoked_at.is_null());
+    let families: Vec<String> = match who {
+        Forget::Client(id) => live
+            .filter(rf::client_id.eq(id))
+            .select(rf::id)
+            .load(conn)?,
+        Forget::Person(id) => live.filter(rf::user_id.eq(id)).select(rf::id).load(conn)?,
+    };
+    for family in &families {
+        revoke_family(conn, family, now)?;
+    }
     match who {
         Forget::Client(id) => {
-            diesel::update(
-                rf::refresh_families
-                    .filter(rf::client_id.eq(id))
-                    .filter(rf::revoked_at.is_null()),
-            )
-            .set(rf::revoked_at.eq(now))
-            .execute(conn)?;
             diesel::delete(cs::consents.filter(cs::client_id.eq(id))).execute(conn)?;
             diesel::delete(ac::authorization_codes.filter(ac::client_id.eq(id))).execute(conn)?;
         }
         Forget::Person(id) => {
-            diesel::update(
-                rf::refresh_families
-                    .filter(rf::user_id.eq(id))
-                    .filter(rf::revoked_at.is_null()),
-            )
-            .set(rf::revoked_at.eq(now))
-            .execute(conn)?;
             diesel::delete(cs::consents.filter(cs::user_id.eq(id))).execute(conn)?;
             diesel::delete(ac::authorization_codes.filter(ac::user_id.eq(id))).execute(conn)?;
             diesel::delete(s::sessions.filter(s::user_id.eq(id))).execute(conn)?;

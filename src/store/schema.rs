@@ -131,6 +131,8 @@ diesel::table! {
         issued_at -> BigInt,
         idle_expires_at -> BigInt,
         rotated_at -> Nullable<BigInt>,
+        access_jti -> Nullable<Text>,
+        access_exp -> Nullable<BigInt>,
     }
 }
 

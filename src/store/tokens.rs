@@ -29,6 +29,12 @@ pub fn use_assertion(
 
 /// Records an access token's `jti` as revoked until `expires_at` (idempotent).
 pub fn revoke(conn: &mut AnyConnection, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+    // Looked up first: it may run inside a transaction, which on PostgreSQL a failed
+    // (duplicate) insert would abort, undoing everything before it. The unique violation
+    // below is left only to a race with another node.
+    if is_revoked_jti(conn, jti)? {
+        return Ok(());
+    }
     match diesel::insert_into(r::revoked_tokens)
         .values((r::jti.eq(jti), r::expires_at.eq(expires_at)))
         .execute(conn)

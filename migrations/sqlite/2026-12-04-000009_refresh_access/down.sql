@@ -1,0 +1,2 @@
+ALTER TABLE refresh_tokens DROP COLUMN access_exp;
+ALTER TABLE refresh_tokens DROP COLUMN access_jti;

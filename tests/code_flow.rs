@@ -44,6 +44,25 @@ async fn flow() -> Flow {
     }
 }
 
+/// A second code-flow client of the organization, with the same redirect URI (the CLI's JSON,
+/// secret included).
+fn other_client(f: &Flow, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "Other",
+        "--grant-types",
+        "authorization_code,refresh_token",
+        "--redirect-uri",
+        CB,
+    ];
+    args.extend_from_slice(extra);
+    f.server.cli_json(&args)
+}
+
 fn pkce() -> (String, String) {
     let verifier = latchkey::crypto::random_base62(64);
     let challenge = URL_SAFE_NO_PAD
@@ -461,18 +480,7 @@ async fn errors_after_that_go_back_to_the_client_with_state_and_iss() {
 #[actix_web::test]
 async fn codes_are_bound_to_their_client_and_verifier_and_consent_needs_its_csrf_token() {
     let f = flow().await;
-    let other = f.server.cli_json(&[
-        "client",
-        "create",
-        "--org",
-        "acme",
-        "--name",
-        "Other",
-        "--grant-types",
-        "authorization_code,refresh_token",
-        "--redirect-uri",
-        CB,
-    ]);
+    let other = other_client(&f, &[]);
     let browser = Browser::new();
     let (verifier, challenge) = pkce();
     let url = authorize_url(
@@ -646,20 +654,10 @@ async fn rp_initiated_logout_ends_the_session_and_returns_only_to_a_registered_u
 
     // A client_id that is not the hint's audience (another client of the organization with
     // the same logout URI, or none): refused, nothing ends, no redirect.
-    let other = f.server.cli_json(&[
-        "client",
-        "create",
-        "--org",
-        "acme",
-        "--name",
-        "Other",
-        "--grant-types",
-        "authorization_code",
-        "--redirect-uri",
-        CB,
-        "--post-logout-redirect-uri",
-        "https://app.acme.test/bye",
-    ])["client_id"]
+    let other = other_client(
+        &f,
+        &["--post-logout-redirect-uri", "https://app.acme.test/bye"],
+    )["client_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -954,18 +952,7 @@ async fn revoking_a_refresh_token_revokes_the_access_tokens_its_family_issued() 
         true
     );
     // Another client revoking it changes nothing (RFC 7009 §2.1: only its own tokens).
-    let other = f.server.cli_json(&[
-        "client",
-        "create",
-        "--org",
-        "acme",
-        "--name",
-        "Other",
-        "--grant-types",
-        "authorization_code,refresh_token",
-        "--redirect-uri",
-        CB,
-    ]);
+    let other = other_client(&f, &[]);
     let revoke = |id: String, secret: String| {
         let (url, live) = (f.server.url("/oauth2/revoke"), live.clone());
         async move {

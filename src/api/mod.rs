@@ -18,7 +18,6 @@ pub mod users;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -42,9 +41,6 @@ pub fn grace_period(asked: Option<i64>) -> Result<i64, ApiError> {
         )),
     }
 }
-
-/// Largest `/v1` request body (as at the OAuth endpoints).
-pub const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -227,48 +223,26 @@ pub async fn json_body<T: DeserializeOwned>(
     Ok(value)
 }
 
-/// A request body of at most 64 KiB (413 beyond, before reading it when Content-Length says
-/// so), arriving within `BODY_DEADLINE` (408 after).
+/// A request body (`oauth::form::read_limited`: at most 64 KiB, within 10 s) or its error in
+/// the `/v1` envelope: 413, 400 or 408.
 pub async fn read_body<E>(
     headers: &header::HeaderMap,
-    mut payload: impl futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    payload: impl futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
 ) -> Result<web::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
+    use crate::oauth::form::{read_limited, BodyError};
+    read_limited(headers, payload).await.map_err(|e| match e {
+        BodyError::TooLarge => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request",
             "the body is over 64 KiB",
-        )
-    };
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_BODY)
-    {
-        return Err(too_large());
-    }
-    let read = async {
-        let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|_| ApiError::invalid_request("the body could not be read"))?;
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.freeze())
-    };
-    actix_rt::time::timeout(crate::oauth::form::BODY_DEADLINE, read)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "invalid_request",
-                "the body did not arrive within 10 s",
-            )
-        })?
+        ),
+        BodyError::Unreadable => ApiError::invalid_request("the body could not be read"),
+        BodyError::TimedOut => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            "the body did not arrive within 10 s",
+        ),
+    })
 }
 
 /// `?limit=&starting_after=` of a list (SPEC §4): limit 1–100, default 10. (The struct is

@@ -18,12 +18,51 @@ pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10
 /// Parameters that RFC 8707 §2 lets a client repeat.
 const REPEATABLE: &[&str] = &["resource"];
 
+/// Why a body could not be read whole.
+pub enum BodyError {
+    /// Over `MAX_BODY` (413).
+    TooLarge,
+    /// The connection failed or the framing was broken.
+    Unreadable,
+    /// Not all there within `BODY_DEADLINE` (408).
+    TimedOut,
+}
+
+/// A request body — every body Latchkey reads, here and at `/v1` — of at most `MAX_BODY`
+/// (refused before reading when Content-Length says more), arriving within `BODY_DEADLINE`.
+pub async fn read_limited<E>(
+    headers: &header::HeaderMap,
+    mut payload: impl futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+) -> Result<web::Bytes, BodyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let read = async {
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    actix_rt::time::timeout(BODY_DEADLINE, read)
+        .await
+        .map_err(|_| BodyError::TimedOut)?
+}
+
 pub struct Form {
     pairs: Vec<(String, String)>,
 }
 
 impl Form {
-    pub async fn read(req: &HttpRequest, mut payload: web::Payload) -> Result<Form, OAuthError> {
+    pub async fn read(req: &HttpRequest, payload: web::Payload) -> Result<Form, OAuthError> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -35,29 +74,15 @@ impl Form {
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(too_large());
-        }
-        let read = async {
-            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|_| OAuthError::invalid_request("the body could not be read"))?;
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body)
-        };
-        let body = actix_rt::time::timeout(BODY_DEADLINE, read)
+        let body = read_limited(req.headers(), payload)
             .await
-            .map_err(|_| OAuthError::request_timeout("the body did not arrive within 10 s"))??;
+            .map_err(|e| match e {
+                BodyError::TooLarge => too_large(),
+                BodyError::Unreadable => OAuthError::invalid_request("the body could not be read"),
+                BodyError::TimedOut => {
+                    OAuthError::request_timeout("the body did not arrive within 10 s")
+                }
+            })?;
         Form::parse(&body)
     }
 

@@ -141,6 +141,16 @@ pub fn current_request_id() -> String {
         .unwrap_or_default()
 }
 
+/// `fut` with the current request's id and tracing span, for work a request spawns as a task
+/// of its own (which would otherwise lose both: its logs and audit events would name no
+/// request).
+pub fn carry<F: std::future::Future>(fut: F) -> impl std::future::Future<Output = F::Output> {
+    CURRENT_REQUEST_ID.scope(
+        current_request_id(),
+        fut.instrument(tracing::Span::current()),
+    )
+}
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn observe(

@@ -791,6 +791,28 @@ async fn idempotency_keys_replay_conflict_and_let_one_of_many_duplicates_run() {
         again.2, first.2,
         "the first response again, shown-once key included"
     );
+    // The request ran in a task of its own, and still names itself in the audit log.
+    let events = v1(
+        &server,
+        "GET",
+        "/v1/audit-events?limit=100",
+        Some(&admin),
+        None,
+    )
+    .await;
+    let created = events.2["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "api_key.created" && e["target"] == first.2["id"])
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", events.2));
+    assert!(
+        created["request_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("req_")),
+        "{created}"
+    );
 
     // The stored response is sealed: the database does not hold the key.
     let mut conn = server.state.store.conn().unwrap();

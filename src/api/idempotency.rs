@@ -118,7 +118,8 @@ pub async fn layer(
     req.set_payload(actix_web::dev::Payload::from(body));
     // The request runs, and its response is stored, in a task of its own: a client that hangs
     // up does not stop it halfway, between the change and the record of its response.
-    let task = actix_web::rt::spawn(async move {
+    // It keeps the request's id and span, so that its logs and audit events name the request.
+    let task = actix_web::rt::spawn(crate::telemetry::carry(async move {
         let res = match next.call(req).await {
             Ok(res) => res,
             Err(e) => {
@@ -155,7 +156,7 @@ pub async fn layer(
             req,
             head.set_body(bytes).map_into_boxed_body(),
         ))
-    });
+    }));
     match task.await {
         Ok(result) => result,
         // The task panicked: its key stays taken (the outcome is unknown) until it expires.

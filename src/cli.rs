@@ -406,7 +406,10 @@ fn api_key_command(command: ApiKeyCommand, config: &Config) -> anyhow::Result<Va
                 Some(s) => {
                     let d = crate::config::parse_duration(&s)
                         .map_err(|e| anyhow!("--expires-in {s:?}: {e}"))?;
-                    Some(crate::rfc3339(now + d.as_secs().max(1) as i64))
+                    if d.as_secs() == 0 {
+                        return Err(anyhow!("--expires-in must be at least 1 second"));
+                    }
+                    Some(crate::rfc3339(now + d.as_secs() as i64))
                 }
                 None => None,
             };

@@ -110,20 +110,19 @@ const NOT_SETTINGS: &[&str] = &["LATCHKEY_CONFIG"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown setting {0} (known: {known})", known = known_names())]
+    #[error("unknown setting {0} (known: {known})", known = known_names(|s| s.env))]
     Unknown(String),
+    #[error("unknown key {0} in latchkey.toml (known: {known})", known = known_names(|s| s.key))]
+    UnknownKey(String),
     #[error("invalid setting {name}: {reason}")]
     Invalid { name: String, reason: String },
     #[error("cannot read configuration file {path}: {reason}")]
     File { path: String, reason: String },
 }
 
-fn known_names() -> String {
-    SETTINGS
-        .iter()
-        .map(|s| s.env)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The settings' names, as environment variables or as file keys.
+fn known_names(name: fn(&Setting) -> &'static str) -> String {
+    SETTINGS.iter().map(name).collect::<Vec<_>>().join(", ")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +261,7 @@ impl Config {
                 let index = SETTINGS
                     .iter()
                     .position(|s| s.key == key)
-                    .ok_or_else(|| ConfigError::Unknown(format!("{key} (in latchkey.toml)")))?;
+                    .ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
                 let text = toml_value_text(&value).ok_or_else(|| ConfigError::Invalid {
                     name: format!("{key} (in latchkey.toml)"),
                     reason: "expected a string, a number or a list of strings".into(),
@@ -593,6 +592,12 @@ mod tests {
         assert_eq!(c.access_token_ttl, Duration::from_secs(120));
         assert_eq!(c.trusted_proxies.len(), 1);
         let e = Config::from_sources(Some("isuer = \"x\""), &[]).unwrap_err();
-        assert!(e.to_string().contains("isuer"), "{e}");
+        let e = e.to_string();
+        assert!(e.starts_with("unknown key isuer in latchkey.toml"), "{e}");
+        // The file's own spellings are offered, not the environment's.
+        assert!(
+            e.contains("issuer, bind") && !e.contains("LATCHKEY_"),
+            "{e}"
+        );
     }
 }

@@ -1256,7 +1256,23 @@ async fn the_cli_refuses_bad_input_with_one_line() {
             ],
             "allowed-ips",
         ),
+        (
+            vec![
+                "api-key",
+                "create",
+                "--org",
+                "acme",
+                "--env",
+                "live",
+                "--scopes",
+                "read",
+                "--expires-in",
+                "0",
+            ],
+            "at least 1 second",
+        ),
         (vec!["api-key", "revoke", "key_nope"], "key_nope"),
+        (vec!["org", "create", "two\nlines"], "control characters"),
         (
             vec!["org", "update", "acme", "--allowed-ips", "not-an-ip"],
             "allowed-ips",

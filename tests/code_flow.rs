@@ -376,6 +376,24 @@ async fn bad_authorization_requests_never_redirect_before_the_client_and_uri_are
         .unwrap();
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("No application is registered with this client_id."));
+    // No client_id at all: the page says that, not that an unknown one was named.
+    let res = http()
+        .get(f.server.url("/oauth2/authorize?response_type=code"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("The request names no client_id."));
 }
 
 #[actix_web::test]

@@ -109,6 +109,9 @@ fn refuse(state: &AppState, r: Refusal) -> HttpResponse {
 
 /// Checks a request against its client (RFC 6749 §4.1.1, §4.1.2.1; RFC 7636; OIDC §3.1.2.1).
 fn validate(form: &Form, client: Option<Client>) -> Result<AuthRequest, Refusal> {
+    if form.get("client_id").is_none() {
+        return Err(Refusal::Page("The request names no client_id.".into()));
+    }
     let client = client
         .ok_or_else(|| Refusal::Page("No application is registered with this client_id.".into()))?;
     let requested = form

@@ -96,14 +96,16 @@ impl Form {
         });
         if broken_escape {
             return Err(OAuthError::invalid_request(
-                "the body has an invalid percent-encoding",
+                "the parameters have an invalid percent-encoding",
             ));
         }
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (name, value) in form_urlencoded::parse(body) {
             // Invalid UTF-8 decodes to U+FFFD; a real form never sends it.
             if name.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
-                return Err(OAuthError::invalid_request("the body is not valid UTF-8"));
+                return Err(OAuthError::invalid_request(
+                    "the parameters are not valid UTF-8",
+                ));
             }
             if name.len() > MAX_PARAM || value.len() > MAX_PARAM {
                 let shown: String = name.chars().take(40).collect();

@@ -337,7 +337,19 @@ fn exit_without_library_cleanup() -> ! {
 
 /// Opens the store for a one-shot command: migrations run, the instance secret must match,
 /// and the signing keys exist (as `serve` would leave them).
-fn open(config: &Config) -> anyhow::Result<(Store, Secrets)> {
+/// Opens the store (and the instance secret) for a one-shot command. Only a command that
+/// starts a deployment (`org create`) may create a SQLite database, and with it a secret file;
+/// any other refuses when the file is missing, naming it, rather than leave a new empty
+/// deployment behind in the directory it was run from.
+fn open(config: &Config, may_create: bool) -> anyhow::Result<(Store, Secrets)> {
+    if let crate::config::DatabaseUrl::Sqlite(path) = &config.database_url {
+        if !may_create && !path.exists() {
+            return Err(anyhow!(
+                "no database at {} (run this where Latchkey serves, or set DATABASE_URL)",
+                path.display()
+            ));
+        }
+    }
     let secrets = crypto::load_or_create_secret(config.secret.as_deref(), &config.secret_file)?;
     let store = Store::open_for_command(&config.database_url)?;
     store.setup(&secrets)?;
@@ -359,7 +371,7 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
         }
         Command::Keys(k) => keys_command(k, &config),
         Command::Org(OrgCommand::Create { name }) => {
-            let (store, _) = open(&config)?;
+            let (store, _) = open(&config, true)?;
             let mut conn = store.conn().map_err(store_err)?;
             let row = orgs::create(&mut conn, &name, store::now()).map_err(store_err)?;
             Ok(serde_json::to_value(orgs::OrgView::of(&row))?)
@@ -367,7 +379,7 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
         Command::Org(OrgCommand::Update { org, allowed_ips }) => {
             let allowed = AllowedIps::parse(cidr_list(&allowed_ips))
                 .map_err(|e| anyhow!("--allowed-ips: {e}"))?;
-            let (store, _) = open(&config)?;
+            let (store, _) = open(&config, false)?;
             let mut conn = store.conn().map_err(store_err)?;
             let found = orgs::find(&mut conn, &org).map_err(store_err)?;
             let event = crate::audit::Context::cli(&found.id).event(
@@ -388,7 +400,7 @@ fn run_command(command: Command, config: Config) -> anyhow::Result<Value> {
 
 fn api_key_command(command: ApiKeyCommand, config: &Config) -> anyhow::Result<Value> {
     use crate::api::api_keys::{mint, view, view_with_secret, CreateKey, KeySpec};
-    let (store, secrets) = open(config)?;
+    let (store, secrets) = open(config, false)?;
     let mut conn = store.conn().map_err(store_err)?;
     let now = store::now();
     match command {
@@ -495,7 +507,7 @@ fn cidr_list(s: &str) -> impl Iterator<Item = &str> {
 }
 
 fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<Value> {
-    let (store, secrets) = open(config)?;
+    let (store, secrets) = open(config, false)?;
     let mut conn = store.conn().map_err(store_err)?;
     let now = store::now();
     let reload = config.key_reload_interval().as_secs_f64().ceil() as i64;
@@ -593,7 +605,7 @@ fn key_view(r: &store::keys::KeyRow, now: i64, newest_signer: bool) -> Value {
 }
 
 fn client_command(command: ClientCommand, config: &Config) -> anyhow::Result<Value> {
-    let (store, secrets) = open(config)?;
+    let (store, secrets) = open(config, false)?;
     let mut conn = store.conn().map_err(store_err)?;
     let now = store::now();
     match command {
@@ -676,7 +688,7 @@ fn user_command(command: UserCommand, config: &Config) -> anyhow::Result<Value> 
     let password = password.strip_suffix('\r').unwrap_or(password);
     crate::people::validate_password(password).map_err(|e| anyhow!("{e}"))?;
 
-    let (store, _) = open(config)?;
+    let (store, _) = open(config, false)?;
     let mut conn = store.conn().map_err(store_err)?;
     let org = orgs::find(&mut conn, &org).map_err(store_err)?;
     let hash = crate::people::hash_password(password).map_err(|e| anyhow!("{e}"))?;

@@ -169,9 +169,19 @@ impl DatabaseUrl {
         if s.contains("://") && !s.starts_with("sqlite://") {
             return Err("expected a SQLite path, sqlite://PATH, or postgres://…".into());
         }
-        let path = s.strip_prefix("sqlite://").unwrap_or(s);
+        // `sqlite://PATH` and `sqlite:PATH` (the two spellings Rust tools use), or a bare path.
+        let path = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+            .unwrap_or(s);
         if path.is_empty() {
             return Err("empty SQLite path".into());
+        }
+        if path.trim_start_matches(':') == "memory:" {
+            return Err(
+                "an in-memory SQLite database would lose everything at exit; give a file path"
+                    .into(),
+            );
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
     }
@@ -581,6 +591,21 @@ mod tests {
         let e =
             Config::from_sources(None, &env(&[("LATCHKEY_KEY_PREPUBLISH", "20000d")])).unwrap_err();
         assert!(e.to_string().contains("LATCHKEY_KEY_PREPUBLISH"), "{e}");
+    }
+
+    #[test]
+    fn sqlite_urls_in_both_spellings_name_the_same_file() {
+        for url in ["sqlite://data/x.db", "sqlite:data/x.db", "data/x.db"] {
+            assert_eq!(
+                DatabaseUrl::parse(url).unwrap(),
+                DatabaseUrl::Sqlite(PathBuf::from("data/x.db")),
+                "{url}"
+            );
+        }
+        for url in ["sqlite::memory:", ":memory:", "sqlite://:memory:"] {
+            let e = DatabaseUrl::parse(url).unwrap_err();
+            assert!(e.contains("in-memory"), "{url}: {e}");
+        }
     }
 
     #[test]

@@ -412,3 +412,37 @@ async fn a_private_key_jwt_client_can_move_to_a_secret() {
         .expect("a new secret, shown once");
     assert_eq!(server.token(&id, secret, &[]).await.status(), 200);
 }
+
+#[test]
+fn a_command_run_where_no_deployment_is_creates_nothing() {
+    // The embedded default (./data/latchkey.db, keys/latchkey.secret) in an empty directory:
+    // a command that reads refuses, naming the database, and leaves no files behind.
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["api-key", "list", "--org", "acme"][..],
+        &["client", "list", "--org", "acme"][..],
+        &["keys", "list"][..],
+    ] {
+        refused(&[], dir.path().to_path_buf(), args, "no database at");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Starting a deployment is still one command.
+    let out = cli_with_env(&[], dir.path().to_path_buf(), &["org", "create", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/latchkey.db").exists());
+    let out = cli_with_env(
+        &[],
+        dir.path().to_path_buf(),
+        &["api-key", "list", "--org", "acme"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

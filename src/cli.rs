@@ -178,12 +178,13 @@ struct ClientOptions {
     /// Space- or comma-separated scopes the client may request.
     #[arg(long)]
     scopes: Option<String>,
-    /// A public client (no secret; auth method none).
-    #[arg(long)]
-    public: bool,
-    /// A native app (its loopback redirect URIs may differ in port, RFC 8252 §7.3).
-    #[arg(long)]
-    native: bool,
+    /// A public client (no secret; auth method none); `--public=false` makes it confidential.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    public: Option<bool>,
+    /// A native app (its loopback redirect URIs may differ in port, RFC 8252 §7.3);
+    /// `--native=false` undoes it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    native: Option<bool>,
     #[arg(long)]
     auth_method: Option<String>,
     /// A file holding the client's public JWKS (private_key_jwt).
@@ -197,8 +198,9 @@ struct ClientOptions {
     access_token_alg: Option<String>,
     #[arg(long)]
     id_token_alg: Option<String>,
-    #[arg(long)]
-    skip_consent: bool,
+    /// A first-party client that never asks for consent; `--skip-consent=false` undoes it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    skip_consent: Option<bool>,
 }
 
 impl ClientOptions {
@@ -214,15 +216,8 @@ impl ClientOptions {
             }
             None => None,
         };
-        let flag = |set: bool| {
-            if set {
-                Some(true)
-            } else if creating {
-                Some(false)
-            } else {
-                None
-            }
-        };
+        // Given: that value; not given: false when creating, unchanged when updating.
+        let flag = |given: Option<bool>| given.or(creating.then_some(false));
         let list = |v: &Vec<String>| {
             if v.is_empty() && !creating {
                 None

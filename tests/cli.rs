@@ -446,3 +446,49 @@ fn a_command_run_where_no_deployment_is_creates_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[actix_web::test]
+async fn client_flags_can_be_turned_off_again() {
+    let server = TestServer::start().await;
+    server.org("acme");
+    let made = server.cli_json(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "spa",
+        "--grant-types",
+        "authorization_code",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+        "--public",
+        "--native",
+        "--skip-consent",
+    ]);
+    let id = made["client_id"].as_str().unwrap().to_string();
+    assert_eq!(made["skip_consent"], true, "{made}");
+    assert_eq!(made["token_endpoint_auth_method"], "none", "{made}");
+    let off = server.cli_json(&[
+        "client",
+        "update",
+        &id,
+        "--skip-consent=false",
+        "--native=false",
+    ]);
+    assert_eq!(off["skip_consent"], false, "{off}");
+    assert_eq!(off["native"], false, "{off}");
+    assert_eq!(
+        off["token_endpoint_auth_method"], "none",
+        "unchanged: {off}"
+    );
+    // Public → confidential: it gets an authentication method and a secret, shown once.
+    let confidential = server.cli_json(&["client", "update", &id, "--public=false"]);
+    assert_eq!(confidential["public"], false, "{confidential}");
+    assert_ne!(confidential["token_endpoint_auth_method"], "none");
+    assert_eq!(
+        confidential["client_secret"].as_str().map(str::len),
+        Some(43),
+        "{confidential}"
+    );
+}

@@ -318,6 +318,10 @@ pub fn apply_spec(mut c: Client, spec: &ClientSpec) -> Result<Client, String> {
         })?;
     } else if spec.public == Some(true) {
         c.auth_method = AuthMethod::None;
+    } else if spec.public == Some(false) && c.auth_method == AuthMethod::None {
+        // A public client made confidential without naming a method gets the default one
+        // (and, from the caller, a secret).
+        c.auth_method = AuthMethod::ClientSecretBasic;
     }
     if let Some(jwks) = &spec.jwks {
         validate_jwks(jwks).map_err(|e| format!("jwks: {e}"))?;

@@ -112,11 +112,13 @@ enum KeysCommand {
     List,
     /// Add a key; it is published now and signs after the pre-publication window.
     Generate {
+        /// ES256, RS256 or EdDSA.
         #[arg(long)]
         alg: String,
     },
     /// Add a key per algorithm (or for --alg) and retire the current one when it activates.
     Rotate {
+        /// ES256, RS256 or EdDSA (default: every algorithm).
         #[arg(long)]
         alg: Option<String>,
     },
@@ -253,6 +255,11 @@ pub fn main() -> i32 {
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 let _ = e.print();
                 return 0;
+            }
+            // `latchkey org` alone: the group's help (its subcommands) on stderr, exit 2.
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                eprint!("{}", e.render());
+                return 2;
             }
             // One line: clap's message up to its usage block, so that a missing argument's
             // name (on the lines after "not provided:") is kept.

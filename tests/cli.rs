@@ -492,3 +492,20 @@ async fn client_flags_can_be_turned_off_again() {
         "{confidential}"
     );
 }
+
+#[test]
+fn a_command_group_alone_lists_its_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    for (group, subcommands) in [
+        ("org", &["create", "update"][..]),
+        ("keys", &["list", "generate", "rotate", "retire"][..]),
+    ] {
+        let out = cli_with_env(&[], dir.path().to_path_buf(), &[group]);
+        assert_eq!(out.status.code(), Some(2), "{group}");
+        assert!(out.stdout.is_empty(), "{group}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for sub in subcommands {
+            assert!(err.contains(sub), "{group}: {sub} in {err}");
+        }
+    }
+}

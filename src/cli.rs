@@ -338,11 +338,10 @@ fn exit_without_library_cleanup() -> ! {
 }
 
 /// Opens the store for a one-shot command: migrations run, the instance secret must match,
-/// and the signing keys exist (as `serve` would leave them).
-/// Opens the store (and the instance secret) for a one-shot command. Only a command that
-/// starts a deployment (`org create`) may create a SQLite database, and with it a secret file;
-/// any other refuses when the file is missing, naming it, rather than leave a new empty
-/// deployment behind in the directory it was run from.
+/// and the signing keys exist (as `serve` would leave them). Only a command that starts a
+/// deployment (`org create`) may create a SQLite database, and with it a secret file; any
+/// other refuses when the file is missing, naming it, rather than leave a new empty deployment
+/// behind in the directory it was run from.
 fn open(config: &Config, may_create: bool) -> anyhow::Result<(Store, Secrets)> {
     if let crate::config::DatabaseUrl::Sqlite(path) = &config.database_url {
         if !may_create && !path.exists() {

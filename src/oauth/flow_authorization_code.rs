@@ -35,6 +35,12 @@ struct TokenResponse {
     id_token: Option<String>,
 }
 
+/// Whether `token` has a refresh token's shape (43 base62 characters, as issued), so that
+/// revocation and introspection look one up only for such a string.
+pub fn looks_like_refresh(token: &str) -> bool {
+    token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 pub fn refresh_hash(state: &AppState, token: &str) -> String {
     state.secrets.hash(
         Purpose::StoredSecret,

@@ -36,7 +36,7 @@ pub async fn introspect(
         access_token::verify(&keys, token, &state.config.issuer).map(|(claims, _)| claims);
     // A refresh token's shape (43 base62 characters, never a JWT): only its own client may
     // introspect it.
-    if verified.is_none() && token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if verified.is_none() && super::flow_authorization_code::looks_like_refresh(token) {
         return introspect_refresh_token(&state, presented, token, &req).await;
     }
 

@@ -35,7 +35,7 @@ pub async fn revoke(
                 .await?;
             tracing::info!(client_id = %client.client_id, %jti, "access token revoked");
         }
-    } else if token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    } else if super::flow_authorization_code::looks_like_refresh(&token) {
         // A refresh token: revoking it revokes its whole family (SPEC §2).
         let hash = super::flow_authorization_code::refresh_hash(&state, &token);
         let (cid, now) = (client.client_id.clone(), crate::store::now());

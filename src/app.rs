@@ -92,7 +92,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Builds the HTTP server on an already bound listener (tests bind port 0).
 pub fn server(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = state.config.workers;
     // Every store call runs on a worker's blocking pool and needs a pooled connection: threads
     // beyond the connections only queue on the pool's lock. tokio's default (up to 512
     // threads) put ~60 threads behind 8 SQLite connections under load, and the server spent
@@ -178,6 +178,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.bind.clone();
     let issuer = config.issuer.clone();
     let database = format!("{:?}", config.database_url);
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
+    }
     let state = web::Data::new(prepare(config)?);
     let listener =
         TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;

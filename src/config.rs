@@ -44,6 +44,11 @@ const SETTINGS: &[Setting] = &[
         default: None,
     },
     Setting {
+        env: "LATCHKEY_WORKERS",
+        key: "workers",
+        default: None,
+    },
+    Setting {
         env: "LATCHKEY_SECRET",
         key: "secret",
         default: None,
@@ -200,6 +205,8 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Database connections per node (default: 4 per core).
     pub db_pool_size: u32,
+    /// HTTP worker threads per node (default: one per core).
+    pub workers: usize,
     /// The raw `LATCHKEY_SECRET` value (a comma-separated list, newest first), if set.
     pub secret: Option<String>,
     pub key_prefix: Option<String>,
@@ -215,6 +222,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where the embedded default keeps the instance secret when `LATCHKEY_SECRET` is unset.
     pub secret_file: PathBuf,
+    /// Settings that were taken, but not as written: `serve` logs each as a warning.
+    pub notices: Vec<String>,
 }
 
 impl Config {
@@ -302,8 +311,16 @@ impl Config {
             reason,
         };
 
-        let (name, issuer) = required("LATCHKEY_ISSUER");
-        let issuer = parse_issuer(&issuer).map_err(|r| invalid(&name, r))?;
+        let mut notices = Vec::new();
+        let (name, written) = required("LATCHKEY_ISSUER");
+        let issuer = parse_issuer(&written).map_err(|r| invalid(&name, r))?;
+        if issuer != written {
+            // OpenID Connect Discovery §4.3 and RFC 8414 §3.3: relying parties compare the
+            // issuer exactly, so one configured with the slash would refuse this server's.
+            notices.push(format!(
+                "{name} {written:?} is used without its trailing slash, as {issuer:?}: every token's iss and the discovery documents say {issuer:?}, and relying parties must be configured with exactly that"
+            ));
+        }
 
         let (name, bind) = required("LATCHKEY_BIND");
         if bind.parse::<std::net::SocketAddr>().is_err() && !looks_like_host_port(&bind) {
@@ -324,6 +341,19 @@ impl Config {
                 }
             },
             None => std::thread::available_parallelism().map_or(8, |n| 4 * n.get() as u32),
+        };
+
+        let workers = match get("LATCHKEY_WORKERS") {
+            Some((name, value)) => match value.trim().parse::<usize>() {
+                Ok(n) if (1..=256).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        &name,
+                        format!("{value:?} is not a number from 1 to 256"),
+                    ))
+                }
+            },
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
 
         let secret = match get("LATCHKEY_SECRET") {
@@ -414,6 +444,7 @@ impl Config {
             bind,
             database_url,
             db_pool_size,
+            workers,
             secret,
             key_prefix,
             access_token_ttl,
@@ -427,6 +458,7 @@ impl Config {
             log,
             log_format,
             secret_file: PathBuf::from("keys/latchkey.secret"),
+            notices,
         })
     }
 
@@ -546,6 +578,42 @@ mod tests {
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 86400));
         assert_eq!(c.key_prepublish, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_trailing_slash_in_the_issuer_is_dropped_and_said() {
+        let c =
+            Config::from_sources(None, &env(&[("LATCHKEY_ISSUER", "https://a.example/")])).unwrap();
+        assert_eq!(c.issuer, "https://a.example");
+        assert_eq!(c.notices.len(), 1);
+        assert!(
+            c.notices[0].contains("LATCHKEY_ISSUER") && c.notices[0].contains("trailing slash"),
+            "{:?}",
+            c.notices
+        );
+        let c = Config::from_sources(None, &env(&[("LATCHKEY_ISSUER", "https://a.example/t")]))
+            .unwrap();
+        assert_eq!(c.issuer, "https://a.example/t");
+        assert!(c.notices.is_empty(), "{:?}", c.notices);
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_and_are_bounded() {
+        let c = Config::from_sources(None, &[]).unwrap();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(c.workers, cores);
+        let c = Config::from_sources(None, &env(&[("LATCHKEY_WORKERS", "1")])).unwrap();
+        assert_eq!(c.workers, 1);
+        for bad in ["0", "257", "two", "-1"] {
+            let e = Config::from_sources(None, &env(&[("LATCHKEY_WORKERS", bad)])).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("invalid setting LATCHKEY_WORKERS"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::from_sources(Some("workers = 3"), &[]).unwrap();
+        assert_eq!(c.workers, 3);
     }
 
     #[test]

@@ -58,6 +58,13 @@ pub fn load_or_create_secret(configured: Option<&str>, file: &Path) -> anyhow::R
         return Ok(Secrets::new(&list));
     }
     if file.exists() {
+        if let Some(mode) = readable_by_others(file) {
+            tracing::warn!(
+                path = %file.display(),
+                mode = format!("{mode:o}"),
+                "the instance secret can be read by other users of this machine (chmod 600 it): whoever reads it can forge what it keys"
+            );
+        }
         let text = std::fs::read_to_string(file).map_err(|e| {
             anyhow::anyhow!("cannot read the instance secret {}: {e}", file.display())
         })?;
@@ -103,6 +110,21 @@ pub fn load_or_create_secret(configured: Option<&str>, file: &Path) -> anyhow::R
     }
     tracing::info!(path = %file.display(), "created a new instance secret");
     Ok(Secrets::new(&[bytes.to_vec()]))
+}
+
+/// The file's permission bits when its group or others may read or write it (Unix).
+fn readable_by_others(file: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 /// Purposes, each with its own derived key.
@@ -332,6 +354,22 @@ pub fn random_base62(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_open_to_others_is_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("latchkey.secret");
+        load_or_create_secret(None, &file).unwrap();
+        assert_eq!(readable_by_others(&file), None, "created with mode 0600");
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(readable_by_others(&file), Some(mode));
+        }
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(readable_by_others(&file), None);
+    }
 
     #[test]
     fn hashes_verify_under_any_listed_secret() {

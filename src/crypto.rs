@@ -272,6 +272,23 @@ impl Secrets {
             .find_map(|k| open(&k.encryption, context, blob))
     }
 
+    /// `blob` encrypted again under the newest secret, when only an older one opens it; `None`
+    /// when it is already under the newest, or no listed secret opens it (left as it is).
+    pub fn reseal(&self, blob: &str, context: &[u8]) -> Option<String> {
+        if open(&self.keys[0].encryption, context, blob).is_some() {
+            return None;
+        }
+        let plain = self.keys[1..]
+            .iter()
+            .find_map(|k| open(&k.encryption, context, blob))?;
+        Some(self.encrypt(&plain, context))
+    }
+
+    /// Whether more than one secret is listed (a rotation is under way).
+    pub fn rotating(&self) -> bool {
+        self.keys.len() > 1
+    }
+
     /// AES-256-GCM under a key of its own: the keyed hash of `info` under `purpose` (newest
     /// secret). Whoever lacks `info` cannot open it, even with the database and its hashes.
     pub fn seal_derived(&self, purpose: Purpose, info: &[u8], plaintext: &[u8]) -> String {
@@ -369,6 +386,34 @@ mod tests {
         }
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(readable_by_others(&file), None);
+    }
+
+    #[test]
+    fn reseal_moves_a_ciphertext_to_the_newest_secret() {
+        let old = Secrets::new(&[vec![1u8; 32]]);
+        let rotated = Secrets::new(&[vec![2u8; 32], vec![1u8; 32]]);
+        let new_only = Secrets::new(&[vec![2u8; 32]]);
+        let blob = old.encrypt(b"private", b"kid-1");
+        assert_eq!(new_only.decrypt(&blob, b"kid-1"), None);
+        let moved = rotated
+            .reseal(&blob, b"kid-1")
+            .expect("under the old secret only");
+        assert_eq!(
+            new_only.decrypt(&moved, b"kid-1").as_deref(),
+            Some(&b"private"[..])
+        );
+        assert_eq!(
+            rotated.reseal(&moved, b"kid-1"),
+            None,
+            "already under the newest"
+        );
+        assert_eq!(rotated.reseal(&blob, b"kid-2"), None, "context is bound");
+        let stranger = Secrets::new(&[vec![3u8; 32]]).encrypt(b"x", b"kid-1");
+        assert_eq!(
+            rotated.reseal(&stranger, b"kid-1"),
+            None,
+            "no listed secret opens it"
+        );
     }
 
     #[test]

@@ -394,3 +394,70 @@ async fn private_key_jwt_with_a_registered_jwks_and_with_a_jwks_uri() {
     let res = token_with_assertion(&server, Some(&id2), &jwt).await;
     assert_eq!(res.status(), 200, "{:?}", res.text().await);
 }
+
+#[actix_web::test]
+async fn after_a_rotation_of_the_instance_secret_what_was_resealed_or_used_needs_only_the_new_one()
+{
+    use diesel::prelude::*;
+    use latchkey::store::schema::api_keys::dsl as k;
+    const NEW_B64: &str = "bmV3LXNlY3JldC1uZXctc2VjcmV0LW5ldy1zZWNyZXQtbmV3LXNlY3JldA==";
+    let old = TestServer::start().await;
+    let org = old.org("acme");
+    let (jwt_id, jwt_secret) = old.cc_client(&org, &["--auth-method", "client_secret_jwt"]);
+    let (_, used) = cli_key(&old, "acme", "live", "read", &[]);
+    let (_, unused) = cli_key(&old, "acme", "live", "read", &[]);
+    old.stop().await;
+
+    // NEW,OLD: the start encrypts the signing keys and the client's secret again under NEW;
+    // the key that is used gets its hash under NEW.
+    let rotated = TestServer::start_on(
+        old.db.clone(),
+        &[("LATCHKEY_SECRET", &format!("{NEW_B64},{SECRET_B64}"))],
+    )
+    .await;
+    let ok = v1(&rotated, "GET", "/v1/utils/authtest", Some(&used), None).await;
+    assert_eq!(ok.0, 200, "{}", ok.2);
+    let newest =
+        latchkey::crypto::Secrets::new(&latchkey::crypto::parse_secret_list(NEW_B64).unwrap())
+            .hash(
+                latchkey::crypto::Purpose::StoredSecret,
+                &latchkey::apikey::hash_input(&used),
+            );
+    let mut moved = false;
+    for _ in 0..100 {
+        let mut conn = rotated.state.store.conn().unwrap();
+        let hashes: Vec<String> = k::api_keys.select(k::key_hash).load(&mut *conn).unwrap();
+        if hashes.contains(&newest) {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(moved, "the used key's hash is stored under NEW");
+    rotated.stop().await;
+
+    // NEW alone: the node starts (no signing key needs OLD any more), signs, takes the
+    // client_secret_jwt client's assertion and the used key. The key never used since the
+    // rotation still needs OLD, as the README says.
+    let new_only = TestServer::start_on(old.db.clone(), &[("LATCHKEY_SECRET", NEW_B64)]).await;
+    let key = EncodingKey::from_secret(jwt_secret.as_bytes());
+    let jwt = assertion(
+        &key,
+        jsonwebtoken::Algorithm::HS256,
+        None,
+        &jwt_id,
+        &new_only.url("/oauth2/token"),
+        now() + 60,
+        "jti-after-rotation",
+    );
+    let res = token_with_assertion(&new_only, Some(&jwt_id), &jwt).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let ok = v1(&new_only, "GET", "/v1/utils/authtest", Some(&used), None).await;
+    assert_eq!(ok.0, 200, "{}", ok.2);
+    assert_error(
+        &v1(&new_only, "GET", "/v1/utils/authtest", Some(&unused), None).await,
+        401,
+        "unauthorized",
+        "a key made under OLD and not used since",
+    );
+}

@@ -206,10 +206,14 @@ pub async fn verify_key(
     key: apikey::WellFormed<'_>,
 ) -> Result<Option<(ApiKeyRow, String)>, ApiError> {
     let hashes = lookup_hashes(state, key);
+    let newest = hashes[0].clone();
     let found = state
         .store
         .find_api_key(hashes, &state.metrics.api_key_lookup_batches)
         .await?;
+    if let Some((row, _)) = &found {
+        rehash_later(state, row, newest);
+    }
     // The environment is part of the key string, which the hash covers; a mismatch means a
     // corrupt row, which must not authenticate.
     Ok(found.filter(|(row, _)| row.environment == key.environment.as_str()))
@@ -222,6 +226,26 @@ pub fn lookup_hashes(state: &AppState, key: apikey::WellFormed<'_>) -> Vec<Strin
     state
         .secrets
         .hashes_all(Purpose::StoredSecret, &apikey::hash_input(key.raw))
+}
+
+/// During a rotation of the instance secret, a key found by its hash under an older secret
+/// gets its hash under the newest one, in the background: once per key, after which the old
+/// secret is no longer needed for it.
+pub fn rehash_later(state: &web::Data<AppState>, row: &ApiKeyRow, newest: String) {
+    if row.key_hash == newest {
+        return;
+    }
+    let state = state.clone();
+    let (id, old) = (row.id.clone(), row.key_hash.clone());
+    actix_web::rt::spawn(async move {
+        if let Err(e) = state
+            .store
+            .run(move |c| store::api_keys::rehash(c, &id, &old, &newest))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot store an API key's hash under the newest instance secret");
+        }
+    });
 }
 
 /// Records `last_used_at` in the background when the stored one is over a minute old: at

@@ -154,6 +154,7 @@ async fn introspect_api_key(
         None => None,
     };
     let hashes = crate::api::auth::lookup_hashes(state, key);
+    let newest = hashes[0].clone();
     let id = presented.client_id().to_string();
     // The key and the client join this moment's batch of lookups (`store::key_lookups`).
     let (found, client) = state
@@ -185,6 +186,7 @@ async fn introspect_api_key(
                     })) =>
         {
             crate::api::auth::touch_later(state, &row, now);
+            crate::api::auth::rehash_later(state, &row, newest);
             let mut body = json!({
                 "active": true,
                 "token_type": "api_key",

@@ -115,6 +115,20 @@ pub fn touch(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Replaces a key's hash (made under an older instance secret) with its hash under the
+/// newest; a no-op when another node or request did it first.
+pub fn rehash(
+    conn: &mut AnyConnection,
+    id: &str,
+    old: &str,
+    newest: &str,
+) -> Result<(), StoreError> {
+    diesel::update(k::api_keys.filter(k::id.eq(id)).filter(k::key_hash.eq(old)))
+        .set(k::key_hash.eq(newest))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Inserts a key and records `event`, in one transaction.
 pub fn insert(
     conn: &mut AnyConnection,

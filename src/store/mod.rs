@@ -259,6 +259,9 @@ impl Store {
         let result = (|| {
             let applied = migrate_on(&mut conn)?;
             check_secret_on(&mut conn, secrets)?;
+            if secrets.rotating() {
+                reseal_on(&mut conn, secrets)?;
+            }
             let created = keys::ensure_keys(&mut conn, secrets, now())
                 .map_err(|e| anyhow::anyhow!("cannot create signing keys: {e}"))?;
             Ok((applied, created))
@@ -329,6 +332,64 @@ fn check_secret_on(conn: &mut AnyConnection, secrets: &Secrets) -> anyhow::Resul
             )),
         }
     })
+}
+
+/// During a rotation of the instance secret, encrypts again under the newest secret what an
+/// older one encrypted: signing keys and client_secret_jwt secrets (current and previous). One
+/// transaction; runs at every start while more than one secret is listed and changes only
+/// rows still under an older secret. Keyed hashes cannot be moved this way (nothing here
+/// knows what was hashed): API keys and client secrets move when they are next used.
+fn reseal_on(conn: &mut AnyConnection, secrets: &Secrets) -> anyhow::Result<()> {
+    use schema::clients::dsl as c;
+    use schema::signing_keys::dsl as k;
+    let (keys, clients) =
+        conn.transaction(|tx| -> Result<(usize, usize), diesel::result::Error> {
+            let mut keys = 0;
+            let rows: Vec<(String, String)> =
+                k::signing_keys.select((k::kid, k::private_key)).load(tx)?;
+            for (kid, blob) in rows {
+                if let Some(moved) = secrets.reseal(&blob, kid.as_bytes()) {
+                    diesel::update(k::signing_keys.filter(k::kid.eq(&kid)))
+                        .set(k::private_key.eq(moved))
+                        .execute(tx)?;
+                    keys += 1;
+                }
+            }
+            let mut clients = 0;
+            let rows: Vec<(String, Option<String>, Option<String>)> = c::clients
+                .filter(
+                    c::secret_enc
+                        .is_not_null()
+                        .or(c::prev_secret_enc.is_not_null()),
+                )
+                .select((c::client_id, c::secret_enc, c::prev_secret_enc))
+                .load(tx)?;
+            for (id, current, previous) in rows {
+                let reseal = |blob: &Option<String>| {
+                    blob.as_deref()
+                        .and_then(|b| secrets.reseal(b, id.as_bytes()))
+                };
+                let (current2, previous2) = (reseal(&current), reseal(&previous));
+                if current2.is_some() || previous2.is_some() {
+                    diesel::update(c::clients.filter(c::client_id.eq(&id)))
+                        .set((
+                            c::secret_enc.eq(current2.or(current)),
+                            c::prev_secret_enc.eq(previous2.or(previous)),
+                        ))
+                        .execute(tx)?;
+                    clients += 1;
+                }
+            }
+            Ok((keys, clients))
+        })?;
+    if keys + clients > 0 {
+        tracing::info!(
+            signing_keys = keys,
+            clients,
+            "encrypted again under the newest instance secret"
+        );
+    }
+    Ok(())
 }
 
 /// Microseconds since the epoch: the creation order of rows made within one second (lists

@@ -168,9 +168,11 @@ enum ClientCommand {
 
 #[derive(Args)]
 struct ClientOptions {
+    /// The application's name, shown on the consent page (required by create).
     #[arg(long)]
     name: Option<String>,
-    /// Comma-separated: client_credentials, authorization_code, refresh_token.
+    /// Comma-separated: client_credentials, authorization_code, refresh_token (required by
+    /// create).
     #[arg(long)]
     grant_types: Option<String>,
     #[arg(long = "redirect-uri")]
@@ -246,6 +248,26 @@ impl ClientOptions {
     }
 }
 
+/// The command a clap error's usage line names (`latchkey client create`), so that the error
+/// points to that command's help; `latchkey` when there is none.
+fn command_of_usage(rendered: &str) -> String {
+    let words: Vec<&str> = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .map(|usage| {
+            usage
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-', '{']))
+                .collect()
+        })
+        .unwrap_or_default();
+    if words.first() == Some(&"latchkey") {
+        words.join(" ")
+    } else {
+        "latchkey".to_string()
+    }
+}
+
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -273,7 +295,7 @@ pub fn main() -> i32 {
                 m if m.is_empty() => "error: invalid arguments".to_string(),
                 m => m,
             };
-            eprintln!("{line} (see latchkey --help)");
+            eprintln!("{line} (see {} --help)", command_of_usage(&rendered));
             return 2;
         }
     };

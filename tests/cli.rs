@@ -509,3 +509,33 @@ fn a_command_group_alone_lists_its_subcommands() {
         }
     }
 }
+
+#[test]
+fn a_usage_error_points_to_its_own_command_s_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, help) in [
+        (
+            &["client", "create", "--no-such-flag"][..],
+            "(see latchkey client create --help)",
+        ),
+        (
+            &["api-key", "revoke"][..],
+            "(see latchkey api-key revoke --help)",
+        ),
+        (&["no-such-command"][..], "(see latchkey --help)"),
+    ] {
+        let out = cli_with_env(&[], dir.path().to_path_buf(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.trim_end().ends_with(help), "{args:?}: {err}");
+    }
+    // What create requires is said in its help.
+    let out = cli_with_env(
+        &[],
+        dir.path().to_path_buf(),
+        &["client", "create", "--help"],
+    );
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(help.matches("required by create").count(), 2, "{help}");
+}

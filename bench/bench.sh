@@ -18,6 +18,9 @@
 #                    flow: authorization-code round trips and refresh rotations through the
 #                    pages, with the shared flowbench.mjs (-c users, default 16 for flow);
 #                    with --compare the peer runs interleaved
+#   -R RATE          with -b keys: offer RATE requests per second in all (spread over the wrk
+#                    threads on an even schedule) instead of as many as the connections carry;
+#                    latency is then measured at that load, not at saturation
 #   --compare        start the peer and run the harness's compare.sh against both servers
 #   --no-build       use target/release/latchkey as it is
 #   -h, --help       this text
@@ -36,11 +39,11 @@
 # Only ratios from one interleaved --compare run mean anything: the machine is shared and noisy.
 set -euo pipefail
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "bench: $*" >&2; exit 2; }
 
 # --- options ---------------------------------------------------------------------------------
-COMPARE=0; BUILD=1; SECS=10; CONNS=""; ROUNDS=""; WARM=3; BENCH=both
+COMPARE=0; BUILD=1; SECS=10; CONNS=""; ROUNDS=""; WARM=3; BENCH=both; RATE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --compare) COMPARE=1 ;;
@@ -50,6 +53,7 @@ while [[ $# -gt 0 ]]; do
     -r) ROUNDS="${2:?-r needs ROUNDS}"; shift ;;
     -w) WARM="${2:?-w needs SECONDS}"; shift ;;
     -b) BENCH="${2:?-b needs token|introspect|both}"; shift ;;
+    -R) RATE="${2:?-R needs RATE}"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
@@ -57,12 +61,13 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$CONNS" ]] || { if [[ "$BENCH" == flow ]]; then CONNS=16; else CONNS=32; fi; }
 [[ -n "$ROUNDS" ]] || { if [[ $COMPARE -eq 1 ]]; then ROUNDS=3; else ROUNDS=1; fi; }
-for n in "$SECS" "$CONNS" "$ROUNDS" "$WARM"; do
+for n in "$SECS" "$CONNS" "$ROUNDS" "$WARM" "$RATE"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "not a whole number: $n"
 done
 [[ "$SECS" -gt 0 && "$CONNS" -gt 0 && "$ROUNDS" -gt 0 ]] || die "-d, -c and -r must be positive"
 case "$BENCH" in token|introspect|both|keys|flow) ;; *) die "-b token|introspect|both|keys|flow" ;; esac
 [[ "$BENCH" != keys || $COMPARE -eq 0 ]] || die "-b keys has no peer to compare with (the peer has no API keys)"
+[[ "$RATE" -eq 0 || "$BENCH" == keys ]] || die "-R works with -b keys only (the shared harness runs the others)"
 
 # --- paths -----------------------------------------------------------------------------------
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -180,16 +185,18 @@ keys_run() {
   local name="$1" method="$2" path="$3" auth="$4" body="$5" expect="$6" secs="$7" out t0 t1 w0 w1
   out="$(mktemp)"
   t0="$(proc_ticks "$LK_PID")"; w0="$(date +%s.%N)"
+  local per_thread=""
+  [[ "$RATE" -gt 0 ]] && per_thread="$(python3 -c 'import sys; print(int(sys.argv[1]) / int(sys.argv[2]))' "$RATE" "$THREADS")"
   BENCH_METHOD="$method" BENCH_AUTH="$auth" BENCH_BODY="$body" BENCH_EXPECT="$expect" BENCH_OUT="$out" \
-    timeout --kill-after=5 $((secs + 30)) wrk -t "$THREADS" -c "$CONNS" -d "${secs}s" --timeout 5s \
+    BENCH_RATE="$per_thread" timeout --kill-after=5 $((secs + 30)) wrk -t "$THREADS" -c "$CONNS" -d "${secs}s" --timeout 5s \
     -s "$REPO/bench/request.lua" "$BASE$path" >"$out.wrk" 2>&1 || { cat "$out.wrk" >&2; die "wrk failed"; }
   t1="$(proc_ticks "$LK_PID")"; w1="$(date +%s.%N)"
-  python3 - "$out" "$name" "$t0" "$t1" "$w0" "$w1" "$(getconf CLK_TCK)" "$STORE" "$CONNS" <<'PY'
+  python3 - "$out" "$name" "$t0" "$t1" "$w0" "$w1" "$(getconf CLK_TCK)" "$STORE" "$CONNS" "$RATE" <<'PY'
 import json, sys
-out, name, t0, t1, w0, w1, hz, store, conns = sys.argv[1:]
+out, name, t0, t1, w0, w1, hz, store, conns, rate = sys.argv[1:]
 r = json.load(open(out))
 r.update(bench=name, target="latchkey", store=store.split("://")[0] if "://" in store else "sqlite",
-         connections=int(conns),
+         connections=int(conns), offered_rps=int(rate) or None,
          server_cpu_pct=round(100.0 * (int(t1) - int(t0)) / int(hz) / (float(w1) - float(w0)), 1))
 print(json.dumps(r))
 PY
@@ -284,12 +291,16 @@ elif [[ "$BENCH" == keys ]]; then
   python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("\n| bench | store | rps (median) | p50 ms | p99 ms | non-2xx | bad body | server CPU % |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+paced = any(r.get("offered_rps") for r in rows)
+print("\n| bench | store | " + ("offered rps | " if paced else "") + "rps (median) | p50 ms | p99 ms | "
+      + ("p99 per run | late sends % (max) | " if paced else "") + "non-2xx | bad body | server CPU % |")
+print("|---|---|" + ("---:|" if paced else "") + "---:|---:|---:|" + ("---|---:|" if paced else "") + "---:|---:|---:|")
 for name in dict.fromkeys(r["bench"] for r in rows):
     rs = [r for r in rows if r["bench"] == name]
     med = lambda k: statistics.median(r[k] for r in rs)
-    print(f"| {name} | {rs[0]['store']} | {med('rps'):,.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | "
+    extra_a = f"{rs[0]['offered_rps']:,} | " if paced else ""
+    extra_b = (", ".join(f"{r['p99_ms']:.2f}" for r in rs) + f" | {max(r['late_pct'] for r in rs):.3f} | ") if paced else ""
+    print(f"| {name} | {rs[0]['store']} | {extra_a}{med('rps'):,.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {extra_b}"
           f"{sum(r['non2xx'] for r in rs)} | {sum(r['bad_body'] for r in rs)} | {med('server_cpu_pct'):.0f} |")
 PY
   rm -f "$results"

@@ -8,8 +8,32 @@
 --   BENCH_BODY    request body (optional; sent form-encoded)
 --   BENCH_EXPECT  Lua pattern a 2xx body must contain (optional)
 --   BENCH_OUT     file for the JSON line (stdout when unset)
+--   BENCH_RATE    offered load in requests per second per wrk thread (optional; unset = as
+--                 fast as the connections go). Each thread keeps a schedule of evenly spaced
+--                 send times; a connection that is free waits for the next slot (wrk's delay(),
+--                 whole milliseconds, so slots less than 1 ms away are sent at once). A send
+--                 that leaves more than 1 ms after its slot, because every connection was still
+--                 waiting for an answer, is counted as late: wrk measures latency from the send,
+--                 so late sends are the part of a stall that the latency figures would not show.
+--                 Needs LuaJIT's ffi (wrk's default build) for a monotonic clock.
 
 local threads = {}
+
+local clock_us = nil
+do
+  local ok, ffi = pcall(require, "ffi")
+  if ok then
+    ffi.cdef [[
+      typedef struct { long tv_sec; long tv_nsec; } latchkey_bench_timespec;
+      int clock_gettime(int clock_id, latchkey_bench_timespec *tp);
+    ]]
+    local ts = ffi.new("latchkey_bench_timespec")
+    clock_us = function()
+      ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+      return tonumber(ts.tv_sec) * 1000000 + tonumber(ts.tv_nsec) / 1000
+    end
+  end
+end
 
 function setup(thread)
   table.insert(threads, thread)
@@ -29,6 +53,31 @@ function init(args)
   expect = os.getenv("BENCH_EXPECT")
   if expect == "" then expect = nil end
   req = wrk.format(method, nil, headers, body)
+  local rate = tonumber(os.getenv("BENCH_RATE") or "")
+  if rate and rate > 0 then
+    assert(clock_us, "BENCH_RATE needs wrk built with LuaJIT (ffi)")
+    interval_us = 1000000 / rate
+    late = 0
+    sent = 0
+    late_max_us = 0
+    delay = paced_delay
+  end
+end
+
+-- The next slot on this thread's schedule; called by wrk before every request when set.
+function paced_delay()
+  local now = clock_us()
+  if next_slot == nil then next_slot = now end
+  local slot = next_slot
+  next_slot = next_slot + interval_us
+  sent = sent + 1
+  local lag = now - slot
+  if lag > 1000 then
+    late = late + 1
+    if lag > late_max_us then late_max_us = lag end
+  end
+  if slot <= now then return 0 end
+  return math.floor((slot - now) / 1000)
 end
 
 function request()
@@ -48,10 +97,13 @@ local function ms(us)
 end
 
 function done(summary, latency, requests)
-  local n_non2xx, n_bad = 0, 0
+  local n_non2xx, n_bad, n_late, n_sent, late_max = 0, 0, 0, 0, 0
   for _, thread in ipairs(threads) do
     n_non2xx = n_non2xx + (thread:get("non2xx") or 0)
     n_bad = n_bad + (thread:get("bad_body") or 0)
+    n_late = n_late + (thread:get("late") or 0)
+    n_sent = n_sent + (thread:get("sent") or 0)
+    late_max = math.max(late_max, thread:get("late_max_us") or 0)
   end
   local seconds = summary.duration / 1000000.0
   local line = string.format(
@@ -59,6 +111,10 @@ function done(summary, latency, requests)
     summary.requests / seconds,
     ms(latency:percentile(50)), ms(latency:percentile(90)), ms(latency:percentile(99)),
     ms(latency.max), n_non2xx, n_bad, summary.requests)
+  if n_sent > 0 then
+    line = string.format('%s,"late_pct":%.3f,"late_max_ms":%s}', line:sub(1, -2),
+      100.0 * n_late / n_sent, ms(late_max))
+  end
   local out = os.getenv("BENCH_OUT")
   if out and out ~= "" then
     local f = assert(io.open(out, "w"))

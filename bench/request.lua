@@ -15,6 +15,10 @@
 --                 that leaves more than 1 ms after its slot, because every connection was still
 --                 waiting for an answer, is counted as late: wrk measures latency from the send,
 --                 so late sends are the part of a stall that the latency figures would not show.
+--                 Every send's lag behind its slot is kept (0.1 ms steps), and p99_bound_ms
+--                 adds the lag's p99.5 to the latency's p99.5: at most 1 % of requests took
+--                 longer than that from their slot (what a client sending on a clock would
+--                 see, stalls included).
 --                 Needs LuaJIT's ffi (wrk's default build) for a monotonic clock.
 
 local threads = {}
@@ -60,6 +64,7 @@ function init(args)
     late = 0
     sent = 0
     late_max_us = 0
+    lags = {} -- lag behind the slot, in 0.1 ms steps -> sends
     delay = paced_delay
   end
 end
@@ -72,6 +77,8 @@ function paced_delay()
   next_slot = next_slot + interval_us
   sent = sent + 1
   local lag = now - slot
+  local step = lag > 0 and math.floor(lag / 100) or 0
+  lags[step] = (lags[step] or 0) + 1
   if lag > 1000 then
     late = late + 1
     if lag > late_max_us then late_max_us = lag end
@@ -96,14 +103,34 @@ local function ms(us)
   return string.format("%.3f", us / 1000.0)
 end
 
+-- The upper edge (in µs) of the 0.1 ms step below which p percent of the sends' lags fall.
+function lag_percentile(lags, total, p)
+  local steps = {}
+  for step in pairs(lags) do table.insert(steps, step) end
+  table.sort(steps)
+  local seen = 0
+  for _, step in ipairs(steps) do
+    seen = seen + lags[step]
+    if seen >= total * p / 100 then
+      if step == 0 then return 0 end
+      return (step + 1) * 100
+    end
+  end
+  return 0
+end
+
 function done(summary, latency, requests)
   local n_non2xx, n_bad, n_late, n_sent, late_max = 0, 0, 0, 0, 0
+  local all_lags = {}
   for _, thread in ipairs(threads) do
     n_non2xx = n_non2xx + (thread:get("non2xx") or 0)
     n_bad = n_bad + (thread:get("bad_body") or 0)
     n_late = n_late + (thread:get("late") or 0)
     n_sent = n_sent + (thread:get("sent") or 0)
     late_max = math.max(late_max, thread:get("late_max_us") or 0)
+    for step, n in pairs(thread:get("lags") or {}) do
+      all_lags[step] = (all_lags[step] or 0) + n
+    end
   end
   local seconds = summary.duration / 1000000.0
   local line = string.format(
@@ -112,8 +139,10 @@ function done(summary, latency, requests)
     ms(latency:percentile(50)), ms(latency:percentile(90)), ms(latency:percentile(99)),
     ms(latency.max), n_non2xx, n_bad, summary.requests)
   if n_sent > 0 then
-    line = string.format('%s,"late_pct":%.3f,"late_max_ms":%s}', line:sub(1, -2),
-      100.0 * n_late / n_sent, ms(late_max))
+    local lag995 = lag_percentile(all_lags, n_sent, 99.5)
+    line = string.format('%s,"late_pct":%.3f,"late_max_ms":%s,"lag_p99_ms":%s,"p99_bound_ms":%s}',
+      line:sub(1, -2), 100.0 * n_late / n_sent, ms(late_max),
+      ms(lag_percentile(all_lags, n_sent, 99)), ms(lag995 + latency:percentile(99.5)))
   end
   local out = os.getenv("BENCH_OUT")
   if out and out ~= "" then

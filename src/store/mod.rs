@@ -230,9 +230,10 @@ impl Store {
     /// nodes that start together against an empty database take turns. Returns the number of
     /// migrations applied and the kids of the keys created.
     pub fn setup(&self, secrets: &Secrets) -> anyhow::Result<(usize, Vec<String>)> {
-        const SETUP_LOCK: i64 = 0x4c41_5443_484b; // "LATCHK"
-                                                  // SQLite: an exclusive flock on the database's directory (not on the database file,
-                                                  // whose POSIX locks SQLite owns), released when `_dir_lock` drops.
+        // "LATCHK"
+        const SETUP_LOCK: i64 = 0x4c41_5443_484b;
+        // SQLite: an exclusive flock on the database's directory (not on the database file,
+        // whose POSIX locks SQLite owns), released when `_dir_lock` drops.
         let _dir_lock = match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let dir = match path.parent() {

@@ -27,6 +27,21 @@ pub mod people;
 pub mod store;
 pub mod telemetry;
 
+/// Why `s` cannot be a name shown to people (a client's name on the consent page, a person's or
+/// an API key's name on the dashboard), or `None`: control characters (NUL, escape sequences,
+/// newlines) and the bidirectional formatting characters that can make a name read as another
+/// (U+202E RIGHT-TO-LEFT OVERRIDE and its kin) are refused.
+pub fn hidden_characters(s: &str) -> Option<&'static str> {
+    if s.chars().any(char::is_control) {
+        return Some("control characters");
+    }
+    let bidi = |c: char| matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if s.chars().any(bidi) {
+        return Some("bidirectional formatting characters");
+    }
+    None
+}
+
 /// Unix seconds as an RFC 3339 UTC timestamp (`2026-11-23T04:09:33Z`).
 pub fn rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
@@ -36,4 +51,27 @@ pub fn rfc3339(secs: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| secs.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_with_hidden_characters_are_refused() {
+        assert_eq!(super::hidden_characters("Acme Billing — prod"), None);
+        assert_eq!(super::hidden_characters("Zoë's app 日本"), None);
+        for bad in ["a\u{0}b", "x\u{1b}[31m", "two\nlines", "tab\there"] {
+            assert_eq!(
+                super::hidden_characters(bad),
+                Some("control characters"),
+                "{bad:?}"
+            );
+        }
+        for bad in ["evil\u{202E}gpj.exe", "a\u{2066}b", "\u{200F}x"] {
+            assert_eq!(
+                super::hidden_characters(bad),
+                Some("bidirectional formatting characters"),
+                "{bad:?}"
+            );
+        }
+    }
 }

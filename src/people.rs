@@ -80,7 +80,11 @@ impl NewPerson {
     ) -> Result<NewPerson, (&'static str, String)> {
         let username = validate_username(username).map_err(|e| ("username", e))?;
         if let Some(e) = &email {
-            if !e.contains('@') || e.chars().any(char::is_whitespace) || e.len() > 254 {
+            if !e.contains('@')
+                || e.chars().any(char::is_whitespace)
+                || crate::hidden_characters(e).is_some()
+                || e.len() > 254
+            {
                 return Err(("email", format!("email: {e:?} is not an email address")));
             }
         }
@@ -88,7 +92,12 @@ impl NewPerson {
             Some(n) if n.trim().is_empty() || n.chars().count() > 200 => {
                 return Err(("name", "name: 1 to 200 characters".into()))
             }
-            Some(n) => Some(n.trim().to_string()),
+            Some(n) => {
+                if let Some(what) = crate::hidden_characters(&n) {
+                    return Err(("name", format!("name: must not contain {what}")));
+                }
+                Some(n.trim().to_string())
+            }
             None => None,
         };
         Ok(NewPerson {

@@ -1097,3 +1097,98 @@ async fn an_authorization_request_may_come_as_a_post_form() {
     assert_eq!(status, 400);
     assert!(headers.get("location").is_none());
 }
+
+/// Signs `username` in at the login page that `authorize` redirects to; returns where the
+/// login sends the browser back to.
+async fn login_as(
+    f: &Flow,
+    browser: &Browser,
+    authorize: &str,
+    username: &str,
+    password: &str,
+) -> String {
+    let (status, headers, _) = browser.get(authorize).await;
+    assert_eq!(status, 303);
+    let login = headers["location"].to_str().unwrap().to_string();
+    let (_, _, html) = browser.get(&login).await;
+    let (status, headers, _) = browser
+        .post(
+            &f.server.url("/login"),
+            &[
+                ("csrf_token", &field(&html, "csrf_token")),
+                ("return_to", &field(&html, "return_to")),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    headers["location"].to_str().unwrap().to_string()
+}
+
+#[actix_web::test]
+async fn a_person_who_is_not_an_admin_is_never_granted_admin_scopes() {
+    // SPEC §4: a person who is not an admin never holds `admin`, `*:manage` or `audit:read`,
+    // whatever a (first-party) client asks for; an admin does.
+    let f = flow().await;
+    f.server
+        .person("acme", "grace", "compiler pioneer", &["--admin"]);
+    let v1_aud = format!("{}/v1", f.server.issuer);
+    let console = other_client(
+        &f,
+        &[
+            "--skip-consent",
+            "--scopes",
+            "openid read admin keys:manage clients:manage users:manage audit:read",
+            "--audience",
+            &v1_aud,
+        ],
+    );
+    let console = (
+        console["client_id"].as_str().unwrap().to_string(),
+        console["client_secret"].as_str().unwrap().to_string(),
+    );
+    let asked = "openid read admin keys:manage clients:manage users:manage audit:read";
+    let mut granted = Vec::new();
+    for (username, password) in [("ada", "analytical engine"), ("grace", "compiler pioneer")] {
+        let browser = Browser::new();
+        let (verifier, challenge) = pkce();
+        let url = authorize_url(
+            &f,
+            &console.0,
+            &[
+                ("response_type", "code"),
+                ("redirect_uri", CB),
+                ("scope", asked),
+                ("resource", &v1_aud),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        );
+        // First-party: no consent page, straight back with a code.
+        let back = login_as(&f, &browser, &url, username, password).await;
+        let (status, headers, _) = browser.get(&back).await;
+        assert_eq!(status, 303);
+        let redirect = headers["location"].to_str().unwrap().to_string();
+        let code = query_of(&redirect)["code"].clone();
+        let (status, tokens) = redeem(&f, (&console.0, &console.1), &code, &verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        let at = tokens["access_token"].as_str().unwrap().to_string();
+        let claim = jwt_payload(&at)["scope"].as_str().unwrap().to_string();
+        let intro = f.server.introspect(&console.0, &console.1, &at).await;
+        assert_eq!(intro["active"], true, "{intro}");
+        assert_eq!(tokens["scope"].as_str().unwrap(), claim, "{username}");
+        assert_eq!(intro["scope"].as_str().unwrap(), claim, "{username}");
+        let keys = v1(&f.server, "GET", "/v1/api-keys", Some(&at), None).await;
+        granted.push((claim, keys.0));
+    }
+    // ada holds what a person may hold, and /v1's key routes stay closed to her.
+    assert_eq!(granted[0].0, "openid read");
+    assert_eq!(granted[0].1, 403);
+    // grace, an admin, holds everything asked for and uses it.
+    assert_eq!(
+        granted[1].0,
+        "admin audit:read clients:manage keys:manage openid read users:manage"
+    );
+    assert_eq!(granted[1].1, 200);
+}

@@ -966,3 +966,191 @@ async fn a_change_from_a_stale_read_is_refused_instead_of_undoing_another() {
         .unwrap();
     assert_eq!(now.name, "first", "the stale write changed nothing");
 }
+
+#[actix_rt::test]
+async fn registrations_take_one_uri_per_entry_and_names_that_read_as_they_are() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let (_, admin) = cli_key(&server, &org, "live", ALL, &[]);
+    let register = |body: Value| {
+        let server = &server;
+        let admin = admin.clone();
+        async move { v1(server, "POST", "/v1/clients", Some(&admin), Some(body)).await }
+    };
+    let code_client = |field: &str, value: Value| {
+        let mut body = json!({
+            "client_name": "notes",
+            "grant_types": ["authorization_code"],
+            "redirect_uris": ["https://app.example/cb"],
+        });
+        body[field] = value;
+        body
+    };
+    // Each list entry is one URI: a space (or any character a URI cannot hold) used to be
+    // stored as is and read back as two entries, the second never checked, so authorize
+    // redirected to plain http or javascript:.
+    for (field, entry) in [
+        (
+            "redirect_uris",
+            "https://app.example/x http://evil.example/cb",
+        ),
+        ("redirect_uris", "https://app.example/x javascript:alert(1)"),
+        (
+            "redirect_uris",
+            "https://app.example/x\thttp://evil.example/cb",
+        ),
+        ("redirect_uris", "https://app.example/cb\""),
+        ("redirect_uris", "https://*.example.com/cb"),
+        ("redirect_uris", "https://app.example/*"),
+        ("redirect_uris", "https://user:pw@app.example/cb"),
+        (
+            "post_logout_redirect_uris",
+            "https://app.example/ http://evil.example/bye",
+        ),
+        ("audiences", "https://api.example https://evil.example"),
+        ("jwks_uri", "https://keys.example/jwks https://evil.example"),
+    ] {
+        let body = if field == "jwks_uri" {
+            json!({
+                "client_name": "signer",
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "jwks_uri": entry,
+            })
+        } else {
+            code_client(field, json!([entry]))
+        };
+        let got = register(body).await;
+        assert_error(&got, 400, "invalid_request", entry);
+        assert_eq!(got.2["field"], field, "{entry}: {}", got.2);
+    }
+    let listed = v1(&server, "GET", "/v1/clients", Some(&admin), None).await;
+    assert_eq!(listed.2["data"], json!([]), "nothing was registered");
+    // The CLI shares the rules.
+    let out = server.cli(&[
+        "client",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "notes",
+        "--grant-types",
+        "authorization_code",
+        "--redirect-uri",
+        "https://a.example/x http://evil.example/cb",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("redirect-uri"));
+    // A percent-encoded space is a URI character like any other.
+    let ok = register(code_client(
+        "redirect_uris",
+        json!(["https://app.example/cb?next=a%20b"]),
+    ))
+    .await;
+    assert_eq!(ok.0, 201, "{}", ok.2);
+
+    // Names shown to people (the consent page, the dashboard) hold no control characters and
+    // no bidirectional overrides that would make them read as another name.
+    for name in ["a\u{0}b", "x\u{1b}[31mred", "evil\u{202E}gpj.exe"] {
+        let got =
+            register(json!({"client_name": name, "grant_types": ["client_credentials"]})).await;
+        assert_error(&got, 400, "invalid_request", name);
+        assert_eq!(got.2["field"], "client_name", "{}", got.2);
+        let got = v1(
+            &server,
+            "POST",
+            "/v1/users",
+            Some(&admin),
+            Some(json!({"username": "nm", "password": "a long passphrase", "name": name})),
+        )
+        .await;
+        assert_error(&got, 400, "invalid_request", name);
+        assert_eq!(got.2["field"], "name", "{}", got.2);
+        let got = v1(
+            &server,
+            "POST",
+            "/v1/api-keys",
+            Some(&admin),
+            Some(json!({"name": name, "scopes": ["read"]})),
+        )
+        .await;
+        assert_error(&got, 400, "invalid_request", name);
+    }
+    let got = v1(
+        &server,
+        "POST",
+        "/v1/users",
+        Some(&admin),
+        Some(
+            json!({"username": "em", "password": "a long passphrase", "email": "a\u{0}@x.example"}),
+        ),
+    )
+    .await;
+    assert_eq!(got.2["field"], "email", "{}", got.2);
+
+    // A body is an object: serde would fill the struct from an array by position.
+    let got = register(json!(["arr", ["client_credentials"], [], [], "read"])).await;
+    assert_error(&got, 400, "invalid_request", "an array body");
+    let got = register(json!([])).await;
+    assert_error(&got, 400, "invalid_request", "an empty array body");
+    assert!(
+        !got.2["message"].as_str().unwrap().contains("struct"),
+        "{}",
+        got.2
+    );
+    // Nor do nested type errors name the program's types.
+    let got =
+        register(json!({"client_name": "n", "grant_types": ["client_credentials"], "jwks": 5}))
+            .await;
+    assert_eq!(got.0, 400, "{}", got.2);
+    assert!(
+        !got.2["message"].as_str().unwrap().contains("Body"),
+        "{}",
+        got.2
+    );
+
+    // A JWKS holds public keys: a shared (oct) key is refused.
+    let got = register(json!({
+        "client_name": "signer",
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]},
+    }))
+    .await;
+    assert_error(&got, 400, "invalid_request", "an oct key");
+    assert_eq!(got.2["field"], "jwks", "{}", got.2);
+
+    // Messages speak the API's language, not the CLI's flags.
+    let got = register(json!({
+        "client_name": "signer",
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "private_key_jwt",
+    }))
+    .await;
+    assert_eq!(got.0, 400);
+    assert!(
+        !got.2["message"].as_str().unwrap().contains("--"),
+        "{}",
+        got.2
+    );
+
+    // Two Idempotency-Key headers leave it to chance which one keys the request: refused.
+    let res = http()
+        .post(server.url("/v1/clients"))
+        .bearer_auth(&admin)
+        .header("Idempotency-Key", "one")
+        .header("Idempotency-Key", "two")
+        .json(&json!({"client_name": "twice", "grant_types": ["client_credentials"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["field"], "Idempotency-Key", "{body}");
+    let listed = v1(&server, "GET", "/v1/clients", Some(&admin), None).await;
+    assert_eq!(
+        listed.2["data"].as_array().unwrap().len(),
+        1,
+        "only the %20 client"
+    );
+}

@@ -65,10 +65,10 @@ impl KeySpec {
                 "name must not be only whitespace",
             ));
         }
-        if name.chars().any(char::is_control) {
+        if let Some(what) = crate::hidden_characters(&name) {
             return Err(ApiError::invalid(
                 "name",
-                "name must not contain control characters",
+                format!("name must not contain {what}"),
             ));
         }
         let environment = match body.environment.as_deref() {

@@ -174,6 +174,13 @@ fn idempotency_key(req: &ServiceRequest) -> Result<String, ApiError> {
             "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
         )
     };
+    // Two of them would leave it to chance which one keys the request.
+    if req.headers().get_all(&HEADER).count() > 1 {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "send one Idempotency-Key header, not several",
+        ));
+    }
     let value = req.headers().get(&HEADER).ok_or_else(bad)?;
     let s = value.to_str().map_err(|_| bad())?.trim();
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {

@@ -189,6 +189,13 @@ pub async fn json_body<T: DeserializeOwned>(
     } else {
         &body
     };
+    // Every /v1 body is an object. serde would also fill a struct from an array, by position:
+    // not a documented form, and one whose errors name internal types.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid_request(
+            "the body must be a JSON object ({\"field\": value, …})",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
@@ -206,11 +213,7 @@ pub async fn json_body<T: DeserializeOwned>(
             None if path == "." => String::new(),
             None => path,
         };
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_string();
+        let message = without_type_names(message.split(" at line ").next().unwrap_or(&message));
         if field.is_empty() {
             ApiError::invalid_request(message)
         } else {
@@ -221,6 +224,21 @@ pub async fn json_body<T: DeserializeOwned>(
     de.end()
         .map_err(|e| ApiError::invalid_request(format!("the body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+/// serde's "expected struct ClientBody" names a type of this program; the caller needs
+/// "expected a JSON object".
+fn without_type_names(message: &str) -> String {
+    match message.find("struct ") {
+        Some(at) => {
+            let rest = &message[at + "struct ".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            format!("{}a JSON object{}", &message[..at], &rest[end..])
+        }
+        None => message.to_string(),
+    }
 }
 
 /// A request body (`oauth::form::read_limited`: at most 64 KiB, within 10 s) or its error in

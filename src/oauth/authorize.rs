@@ -396,6 +396,7 @@ async fn authorization_request(
             ),
         );
     }
+    let request = for_person(request, &user);
     if needs_consent(&state, &request, &user.id).await {
         if request.prompt_none {
             return refuse(
@@ -410,6 +411,19 @@ async fn authorization_request(
         return consent_page(&state, &req, &request, &raw, &user.username);
     }
     issue_code(&state, &request, &session.user_id, session.auth_time).await
+}
+
+/// SPEC §4: a person who is not an admin of the organization never holds `admin`, the
+/// `*:manage` scopes or `audit:read`, whatever the client asks for. They are dropped from the
+/// request before consent, so the consent page, the code, the tokens, their `scope` and
+/// introspection all say what the person really holds. (`/v1` drops them again when a token is
+/// used, for a person made non-admin after it was issued.)
+fn for_person(mut request: AuthRequest, user: &crate::store::users::UserRow) -> AuthRequest {
+    if user.is_admin == 0 {
+        let admin_only = crate::apikey::Scopes::ADMIN_ONLY.names();
+        request.scope = request.scope.without(&admin_only);
+    }
+    request
 }
 
 async fn needs_consent(state: &AppState, request: &AuthRequest, user_id: &str) -> bool {
@@ -529,6 +543,7 @@ pub async fn authorize_post(
             ),
         );
     }
+    let request = for_person(request, &user);
     match form.get("decision") {
         Some("deny") => {
             tracing::info!(user_id = %user.id, client_id = %request.client.client_id, "consent denied");

@@ -268,6 +268,9 @@ pub fn apply_spec(mut c: Client, spec: &ClientSpec) -> Result<Client, String> {
         if name.is_empty() || name.chars().count() > 200 {
             return Err("name: 1 to 200 characters".into());
         }
+        if let Some(what) = crate::hidden_characters(name) {
+            return Err(format!("name: must not contain {what}"));
+        }
         c.name = name.to_string();
     }
     if let Some(grants) = &spec.grant_types {
@@ -371,7 +374,7 @@ fn check_consistency(c: &Client) -> Result<(), String> {
                 c.auth_method
             )
         } else {
-            "auth-method: none is only for public clients (--public)".into()
+            "auth-method: none is only for public clients".into()
         });
     }
     if c.public && c.may_use(GrantType::ClientCredentials) {
@@ -389,7 +392,10 @@ fn check_consistency(c: &Client) -> Result<(), String> {
         return Err("grant-types: refresh_token comes with authorization_code".into());
     }
     if c.auth_method == AuthMethod::PrivateKeyJwt && c.jwks.is_none() && c.jwks_uri.is_none() {
-        return Err("auth-method: private_key_jwt needs --jwks FILE or --jwks-uri URI".into());
+        return Err(
+            "auth-method: private_key_jwt needs the client's public keys: a JWKS or a JWKS URI"
+                .into(),
+        );
     }
     if c.auth_method != AuthMethod::PrivateKeyJwt && (c.jwks.is_some() || c.jwks_uri.is_some()) {
         return Err("jwks: a JWKS is only used by private_key_jwt clients".into());
@@ -400,9 +406,20 @@ fn check_consistency(c: &Client) -> Result<(), String> {
 /// RFC 6749 §3.1.2: absolute, no fragment. Web clients use https or http on loopback;
 /// native clients may also use a private-use scheme (RFC 8252 §7.1).
 pub fn validate_redirect_uri(s: &str) -> Result<(), String> {
+    super::scope::uri_characters(s)?;
     let url = url::Url::parse(s).map_err(|_| format!("{s:?} is not an absolute URI"))?;
     if s.contains('#') {
         return Err(format!("{s:?} has a fragment (RFC 6749 §3.1.2)"));
+    }
+    // Redirect URIs are compared exactly (RFC 9700 §4.1.3): a `*` would match only itself,
+    // which is never what its author meant.
+    if s.contains('*') {
+        return Err(format!(
+            "{s:?}: wildcards are not supported; register every redirect URI in full"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{s:?} carries user information (user:password@)"));
     }
     match url.scheme() {
         "https" => Ok(()),
@@ -425,6 +442,7 @@ pub fn validate_redirect_uri(s: &str) -> Result<(), String> {
 /// Latchkey fetches this URI itself, so it must not become a way to reach internal services:
 /// https only, or http on loopback for development.
 fn validate_jwks_uri(s: &str) -> Result<(), String> {
+    super::scope::uri_characters(s)?;
     let url = url::Url::parse(s).map_err(|_| format!("{s:?} is not a URL"))?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -450,6 +468,13 @@ fn validate_jwks(jwks: &Value) -> Result<(), String> {
     for key in keys {
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone())
             .map_err(|e| format!("a key does not parse: {e}"))?;
+        // A client's assertion is checked with its public keys; a shared key has no place in a
+        // key set that /v1 and the CLI show back (client_secret_jwt uses the client secret).
+        if key.get("kty").and_then(Value::as_str) == Some("oct") || key.get("k").is_some() {
+            return Err(
+                "the key set holds a symmetric key (kty oct); register public keys only".into(),
+            );
+        }
         if key.get("d").is_some() || key.get("p").is_some() {
             return Err("the key set holds a private key; register the public keys only".into());
         }
@@ -537,5 +562,14 @@ mod tests {
         assert!(validate_redirect_uri("https://app.example.com/cb#x").is_err());
         assert!(validate_redirect_uri("javascript:alert(1)").is_err());
         assert!(validate_redirect_uri("/cb").is_err());
+        // One entry, one URI: a space would make two once stored (the lists are
+        // space-separated), the second never validated.
+        assert!(validate_redirect_uri("https://app.example/x http://evil.example/cb").is_err());
+        assert!(validate_redirect_uri("https://app.example/x javascript:alert(1)").is_err());
+        assert!(validate_redirect_uri("https://app.example/cb\n").is_err());
+        assert!(validate_redirect_uri("https://*.example.com/cb").is_err());
+        assert!(validate_redirect_uri("https://app.example.com/*").is_err());
+        assert!(validate_redirect_uri("https://user:pw@app.example.com/cb").is_err());
+        assert!(validate_redirect_uri("https://app.example.com/cb?x=a%20b").is_ok());
     }
 }

@@ -41,6 +41,17 @@ impl ScopeSet {
         self.0.iter().map(String::as_str)
     }
 
+    /// `self` without the tokens in `names`.
+    pub fn without(&self, names: &[&str]) -> ScopeSet {
+        ScopeSet(
+            self.0
+                .iter()
+                .filter(|s| !names.contains(&s.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// The tokens of `self` that `allowed` does not hold.
     pub fn excess<'a>(&'a self, allowed: &ScopeSet) -> Vec<&'a str> {
         self.0
@@ -65,9 +76,26 @@ impl fmt::Display for ScopeSet {
     }
 }
 
+/// RFC 3986 §2: a URI is printable ASCII without spaces, quotes, angle brackets, braces,
+/// backslash, caret, backtick or bar (anything else is percent-encoded). The URL parser would
+/// quietly encode them instead; refusing them keeps each registered URI one token, as stored
+/// and as compared.
+pub fn uri_characters(s: &str) -> Result<(), String> {
+    match s
+        .chars()
+        .find(|&c| !c.is_ascii_graphic() || "\"<>\\^`{|}".contains(c))
+    {
+        Some(c) => Err(format!(
+            "{s:?} holds {c:?}, which a URI cannot hold (RFC 3986 §2; percent-encode it)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// RFC 8707 §2: a resource indicator is an absolute URI without a fragment. Registered
 /// audiences follow the same rule, so that a requested `resource` compares to them exactly.
 pub fn validate_resource(s: &str) -> Result<(), String> {
+    uri_characters(s)?;
     let url = url::Url::parse(s).map_err(|_| format!("{s:?} is not an absolute URI"))?;
     if url.fragment().is_some() || s.contains('#') {
         return Err(format!("{s:?} has a fragment (RFC 8707 §2)"));
@@ -98,5 +126,9 @@ mod tests {
         assert!(validate_resource("urn:example:api").is_ok());
         assert!(validate_resource("/relative").is_err());
         assert!(validate_resource("https://api.example.com/#x").is_err());
+        assert!(validate_resource("https://api.example.com/a https://evil.example").is_err());
+        assert!(validate_resource("https://api.example.com/\t").is_err());
+        assert!(validate_resource("https://api.example.com/é").is_err());
+        assert!(validate_resource("https://api.example.com/a%20b").is_ok());
     }
 }

@@ -46,10 +46,10 @@ pub fn create(conn: &mut AnyConnection, name: &str, now: i64) -> Result<OrgRow, 
             "organization name: 1 to 200 characters".into(),
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "organization name: no control characters (newlines, tabs)".into(),
-        ));
+    if let Some(what) = crate::hidden_characters(name) {
+        return Err(StoreError::Invalid(format!(
+            "organization name: must not contain {what}"
+        )));
     }
     if name.starts_with("org_") {
         return Err(StoreError::Invalid(

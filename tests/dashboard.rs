@@ -172,6 +172,8 @@ async fn an_admin_creates_a_key_shown_once_rotates_it_and_revokes_it() {
         "{csp}"
     );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // Its forms post only to itself, whatever markup might one day slip in.
+    assert!(csp.contains("form-action 'self'"), "{csp}");
     assert_eq!(headers["cache-control"], "no-store");
     for label in [
         r#"<label for="key-name">"#,

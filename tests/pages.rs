@@ -170,6 +170,59 @@ async fn brute_force_against_one_account_is_throttled() {
     );
 }
 
+/// Moves every throttle's block to a second ago: the wait the server announced is over.
+fn wait_is_over(server: &TestServer) {
+    use diesel::prelude::*;
+    use latchkey::store::schema::login_throttle::dsl as t;
+    let mut conn = server.state.store.conn().unwrap();
+    diesel::update(t::login_throttle.filter(t::blocked_until.is_not_null()))
+        .set(t::blocked_until.eq(latchkey::store::now() - 1))
+        .execute(&mut conn)
+        .unwrap();
+}
+
+#[actix_web::test]
+async fn the_announced_wait_is_the_real_one_and_it_doubles_with_each_failure() {
+    let server = server_with_people().await;
+    let browser = Browser::new();
+    let retry_after = |h: &reqwest::header::HeaderMap| -> i64 {
+        h["retry-after"].to_str().unwrap().parse().unwrap()
+    };
+    for _ in 0..5 {
+        assert_eq!(browser.login(&server, "ada", "guess guess").await.0, 401);
+    }
+    let (status, headers, _) = browser.login(&server, "ada", "analytical engine").await;
+    assert_eq!(status, 429);
+    let first = retry_after(&headers);
+    assert!((1..=30).contains(&first), "{first}");
+    // Asking again while blocked is refused and does not lengthen the wait.
+    let (status, headers, _) = browser.login(&server, "ada", "another guess").await;
+    assert_eq!(status, 429);
+    assert!(retry_after(&headers) <= first);
+
+    // The wait is over: the next attempt is checked. A wrong password is a failure (401, not
+    // 429), and the wait after it is twice as long.
+    wait_is_over(&server);
+    assert_eq!(browser.login(&server, "ada", "one more guess").await.0, 401);
+    let (status, headers, _) = browser.login(&server, "ada", "analytical engine").await;
+    assert_eq!(status, 429);
+    assert!((31..=60).contains(&retry_after(&headers)), "{headers:?}");
+    // Only one attempt goes through when a wait ends.
+    wait_is_over(&server);
+    assert_eq!(browser.login(&server, "ada", "guess again").await.0, 401);
+    let (status, headers, _) = browser.login(&server, "ada", "guess again!").await;
+    assert_eq!(status, 429);
+    assert!((61..=120).contains(&retry_after(&headers)), "{headers:?}");
+
+    // Waiting as told and then typing the right password signs in.
+    wait_is_over(&server);
+    let (status, headers, _) = browser.login(&server, "ada", "analytical engine").await;
+    assert_eq!(status, 303, "{headers:?}");
+    assert!(set_cookie(&headers, "lk_session").is_some());
+    // And the account starts afresh.
+    assert_eq!(browser.login(&server, "ada", "guess guess").await.0, 401);
+}
+
 #[actix_web::test]
 async fn no_open_redirect_and_no_host_poisoning() {
     let server = server_with_people().await;

@@ -119,7 +119,7 @@ impl Form {
             }
             if !REPEATABLE.contains(&name.as_ref()) && pairs.iter().any(|(n, _)| n == &name) {
                 return Err(OAuthError::invalid_request(format!(
-                    "parameter {name} is repeated (RFC 6749 §3.2)"
+                    "parameter {name} is repeated (each may appear once)"
                 )));
             }
             pairs.push((name.into_owned(), value.into_owned()));

@@ -26,7 +26,7 @@ use crate::store::{self, api_keys::ApiKeyRow, users::UserRow};
 pub const PATH: &str = "/dashboard/api-keys";
 
 /// The pages' policy, plus our own script (the Copy button): still nothing inline.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Keys listed on one page (the `/v1` list pages through more).
 const LIST_LIMIT: i64 = 500;

@@ -79,9 +79,12 @@ pub enum Attempt {
 /// statement (`failures = failures + 1`, atomic on both databases), and at most `limit`
 /// attempts are ever counted and unresolved at once. `failures` holds failed attempts plus
 /// those in flight (`in_flight`); an attempt that would go over the limit while some are still
-/// in flight takes itself back and is `Busy`; over the limit with `limit` failures settled, it
-/// is `Blocked` for a time that doubles with each further attempt (30 s, 60 s, … at most an
-/// hour). The window starts again `window` seconds after its first attempt.
+/// in flight takes itself back and is `Busy`. With `limit` failures settled the key is blocked
+/// (30 s from the `limit`-th, `settle_failure`); an attempt while it is blocked is `Blocked`
+/// and not counted. Once the wait is over, one attempt is let through and checked — so that
+/// `Retry-After` tells the truth — and the key is blocked again meanwhile for twice as long
+/// (60 s, 120 s, … at most an hour): a failure keeps that block, a success lifts it
+/// (`forgive`, `clear`). The window starts again `window` seconds after its first attempt.
 pub fn count_attempt(
     conn: &mut AnyConnection,
     key: &str,
@@ -151,18 +154,25 @@ pub fn count_attempt(
                 .execute(c)?;
             return Ok(Attempt::Busy);
         }
-        // Refused, and it counts: the block grows with each attempt past the limit.
-        let doublings = (failures - limit).min(7) as u32;
-        let until = now + (30i64 << doublings).min(3600);
+        // The transaction holds the row from its first statement on, so of the attempts that
+        // find the wait over exactly one sees the block expired and goes through.
+        if blocked_until.is_some_and(|until| until <= now) {
+            let doublings = (failures - limit).clamp(1, 7) as u32;
+            diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
+                .set(t::blocked_until.eq(now + (30i64 << doublings).min(3600)))
+                .execute(c)?;
+            return Ok(Attempt::Go);
+        }
+        // Blocked: refused, and not counted (the wait was said; asking again does not add to it).
+        let until = blocked_until.unwrap_or(now + 30);
         diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
             .set((
-                t::blocked_until.eq(until),
+                t::failures.eq(t::failures - 1),
                 t::in_flight.eq(t::in_flight - 1),
+                t::blocked_until.eq(until),
             ))
             .execute(c)?;
-        Ok(Attempt::Blocked(
-            blocked_until.unwrap_or(until).max(until) - now,
-        ))
+        Ok(Attempt::Blocked(until - now))
     })
 }
 
@@ -195,8 +205,13 @@ pub fn settle_failure(
 }
 
 /// A counted attempt succeeded: it is taken back (no longer a failure, no longer in flight),
-/// unblocking the key when it falls under `limit`.
+/// unblocking the key when it falls under `limit`; over it, the wait that this attempt set for
+/// the next one is lifted (the next attempt is checked at once, and a failure blocks again).
 pub fn forgive(conn: &mut AnyConnection, key: &str, limit: i32) -> Result<(), StoreError> {
+    forgive_at(conn, key, limit, super::now())
+}
+
+fn forgive_at(conn: &mut AnyConnection, key: &str, limit: i32, now: i64) -> Result<(), StoreError> {
     diesel::update(
         t::login_throttle
             .filter(t::throttle_key.eq(key))
@@ -217,6 +232,14 @@ pub fn forgive(conn: &mut AnyConnection, key: &str, limit: i32) -> Result<(), St
             .filter(t::failures.lt(limit)),
     )
     .set(t::blocked_until.eq(None::<i64>))
+    .execute(conn)?;
+    diesel::update(
+        t::login_throttle
+            .filter(t::throttle_key.eq(key))
+            .filter(t::failures.ge(limit))
+            .filter(t::blocked_until.gt(now)),
+    )
+    .set(t::blocked_until.eq(now))
     .execute(conn)?;
     Ok(())
 }

@@ -271,6 +271,10 @@ async fn clients_are_registered_updated_rotated_and_deleted_over_v1() {
     assert_eq!(created_event["target"], id);
     assert_eq!(created_event["outcome"], "success");
     assert_eq!(created_event["ip"], "127.0.0.1");
+    assert_eq!(
+        created_event["org_id"], org,
+        "the event names its organization"
+    );
     assert!(created_event["actor"].as_str().unwrap().starts_with("key_"));
     assert!(created_event["request_id"]
         .as_str()

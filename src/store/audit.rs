@@ -36,6 +36,8 @@ pub struct AuditEvent {
 pub struct AuditView {
     pub id: String,
     pub object: &'static str,
+    /// The organization whose log this is.
+    pub org_id: String,
     pub action: String,
     pub outcome: String,
     pub actor: String,
@@ -53,6 +55,7 @@ impl AuditView {
         AuditView {
             id: e.id.clone(),
             object: "audit_event",
+            org_id: e.org_id.clone(),
             action: e.action.clone(),
             outcome: e.outcome.clone(),
             actor: e.actor.clone(),

@@ -87,9 +87,21 @@ fn query_of(location: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// Logs `browser` in through the redirect that authorize answers with, and returns where the
-/// login sends it back to.
+/// Logs `browser` in as ada through the redirect that authorize answers with, and returns
+/// where the login sends it back to.
 async fn login_via(f: &Flow, browser: &Browser, authorize: &str) -> String {
+    login_as(f, browser, authorize, "ada", "analytical engine").await
+}
+
+/// Signs `username` in at the login page that `authorize` redirects to; returns where the
+/// login sends the browser back to.
+async fn login_as(
+    f: &Flow,
+    browser: &Browser,
+    authorize: &str,
+    username: &str,
+    password: &str,
+) -> String {
     let (status, headers, _) = browser.get(authorize).await;
     assert_eq!(status, 303);
     let login = headers["location"].to_str().unwrap().to_string();
@@ -98,15 +110,14 @@ async fn login_via(f: &Flow, browser: &Browser, authorize: &str) -> String {
         "{login}"
     );
     let (_, _, html) = browser.get(&login).await;
-    let (token, return_to) = (field(&html, "csrf_token"), field(&html, "return_to"));
     let (status, headers, _) = browser
         .post(
             &f.server.url("/login"),
             &[
-                ("csrf_token", &token),
-                ("return_to", &return_to),
-                ("username", "ada"),
-                ("password", "analytical engine"),
+                ("csrf_token", &field(&html, "csrf_token")),
+                ("return_to", &field(&html, "return_to")),
+                ("username", username),
+                ("password", password),
             ],
         )
         .await;
@@ -1096,34 +1107,6 @@ async fn an_authorization_request_may_come_as_a_post_form() {
     let (status, headers, _) = browser.post(&authorize, &bad).await;
     assert_eq!(status, 400);
     assert!(headers.get("location").is_none());
-}
-
-/// Signs `username` in at the login page that `authorize` redirects to; returns where the
-/// login sends the browser back to.
-async fn login_as(
-    f: &Flow,
-    browser: &Browser,
-    authorize: &str,
-    username: &str,
-    password: &str,
-) -> String {
-    let (status, headers, _) = browser.get(authorize).await;
-    assert_eq!(status, 303);
-    let login = headers["location"].to_str().unwrap().to_string();
-    let (_, _, html) = browser.get(&login).await;
-    let (status, headers, _) = browser
-        .post(
-            &f.server.url("/login"),
-            &[
-                ("csrf_token", &field(&html, "csrf_token")),
-                ("return_to", &field(&html, "return_to")),
-                ("username", username),
-                ("password", password),
-            ],
-        )
-        .await;
-    assert_eq!(status, 303);
-    headers["location"].to_str().unwrap().to_string()
 }
 
 #[actix_web::test]

@@ -104,15 +104,22 @@ pub fn count_attempt(
         ))
         .execute(c)?;
         if bumped == 0 {
-            // No row yet, or its window is over: a new window starts with this attempt.
-            let reset = diesel::update(t::login_throttle.filter(t::throttle_key.eq(key)))
-                .set((
-                    t::failures.eq(1),
-                    t::in_flight.eq(1),
-                    t::window_start.eq(now),
-                    t::blocked_until.eq(None::<i64>),
-                ))
-                .execute(c)?;
+            // No row yet, or its window is over: a new window starts with this attempt. Only a
+            // row whose window is over is reset: on PostgreSQL the row may have been inserted by
+            // a concurrent attempt after the UPDATE above took its snapshot, and resetting that
+            // one would wipe the counts of the attempts racing with this one.
+            let reset = diesel::update(
+                t::login_throttle
+                    .filter(t::throttle_key.eq(key))
+                    .filter(t::window_start.le(now - window)),
+            )
+            .set((
+                t::failures.eq(1),
+                t::in_flight.eq(1),
+                t::window_start.eq(now),
+                t::blocked_until.eq(None::<i64>),
+            ))
+            .execute(c)?;
             if reset == 0 {
                 let values = (
                     t::throttle_key.eq(key),

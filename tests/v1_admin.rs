@@ -114,6 +114,31 @@ async fn clients_are_registered_updated_rotated_and_deleted_over_v1() {
         authenticates(&server, &id, &secret).await,
         "the secret is unchanged"
     );
+    // A PATCH that changes nothing (empty, or naming the current values) writes nothing: the
+    // client is answered as it is, and the audit log does not say it was updated.
+    let updates = |log: &[Value]| {
+        log.iter()
+            .filter(|e| e["action"] == "client.updated")
+            .count()
+    };
+    let before = updates(&events(&server, &admin).await);
+    for body in [
+        json!({}),
+        json!({"client_name": "billing v2", "scope": "read"}),
+    ] {
+        let same = v1(
+            &server,
+            "PATCH",
+            &format!("/v1/clients/{id}"),
+            Some(&admin),
+            Some(body),
+        )
+        .await;
+        assert_eq!(same.0, 200, "{}", same.2);
+        assert_eq!(same.2["updated_at"], patched.2["updated_at"]);
+        assert_eq!(same.2["client_name"], "billing v2");
+    }
+    assert_eq!(updates(&events(&server, &admin).await), before);
     let bad = v1(
         &server,
         "PATCH",

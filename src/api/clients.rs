@@ -250,10 +250,20 @@ pub async fn update(
     let existing = load(&state, &caller, path.into_inner()).await?;
     // Changing a powerful client (its redirect URIs, say) is as good as holding its scopes.
     check_grant(&caller, &existing)?;
+    let (existing_copy, existing_updated_at) = (existing.clone(), existing.updated_at);
     let (client, secret) = existing
         .updated(&body.spec(), &state.secrets, store::now())
         .map_err(rule_error)?;
     check_grant(&caller, &client)?;
+    // A PATCH that changes nothing writes nothing: no new version, no audit event.
+    let unchanged = secret.is_none() && {
+        let mut after = store::clients::ClientRow::from(&client);
+        after.updated_at = existing_updated_at;
+        after == store::clients::ClientRow::from(&existing_copy)
+    };
+    if unchanged {
+        return Ok(ok_no_store(StatusCode::OK, view(&existing_copy, None)));
+    }
     let event = caller
         .audit()
         .event("client.updated", Some(&client.client_id), summary(&client));

@@ -9,7 +9,7 @@ use crate::keys::Alg;
 use crate::oauth::client::{AuthMethod, Client, GrantType};
 use crate::oauth::scope::ScopeSet;
 
-#[derive(Debug, Clone, Queryable, Insertable, Selectable, AsChangeset)]
+#[derive(Debug, Clone, PartialEq, Queryable, Insertable, Selectable, AsChangeset)]
 #[diesel(table_name = super::schema::clients, treat_none_as_null = true)]
 pub struct ClientRow {
     pub client_id: String,

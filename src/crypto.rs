@@ -244,12 +244,18 @@ impl Secrets {
 
     /// Whether `stored` is the keyed hash of `data` under any configured secret (constant time).
     pub fn verify_hash(&self, purpose: Purpose, data: &[u8], stored: &str) -> bool {
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(stored) else {
-            return false;
-        };
-        self.keys
-            .iter()
-            .any(|k| hmac::verify(k.hmac(purpose), data, &tag).is_ok())
+        self.tags(purpose, data).matches(stored)
+    }
+
+    /// The keyed hashes of `data` under every configured secret, computed once, to check
+    /// against several stored hashes (a client's secret and the one before a rotation).
+    pub fn tags(&self, purpose: Purpose, data: &[u8]) -> Tags {
+        Tags(
+            self.keys
+                .iter()
+                .map(|k| hmac::sign(k.hmac(purpose), data))
+                .collect(),
+        )
     }
 
     /// Whether the newest secret produced `stored` (so that an older one can be replaced).
@@ -338,6 +344,26 @@ pub fn fill_random(buf: &mut [u8]) {
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// The keyed hashes of one input under each configured secret (`Secrets::tags`).
+pub struct Tags(Vec<hmac::Tag>);
+
+impl Tags {
+    /// Whether `stored` (base64url, as `Secrets::hash` writes it) is one of these hashes.
+    /// Every comparison runs, in constant time, whatever the outcome.
+    pub fn matches(&self, stored: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let Ok(stored) = URL_SAFE_NO_PAD.decode(stored) else {
+            return false;
+        };
+        self.0
+            .iter()
+            .fold(subtle::Choice::from(0), |any, tag| {
+                any | tag.as_ref().ct_eq(&stored)
+            })
+            .into()
+    }
+}
+
 /// `n` characters drawn uniformly from the base62 alphabet (rejection sampling, no modulo bias).
 /// The random bytes come from the operating system through a per-thread buffer, so that a
 /// request id costs no system call (one `getrandom` per 4 KiB drawn).
@@ -425,6 +451,26 @@ mod tests {
         assert!(!rotated.is_newest_hash(Purpose::StoredSecret, b"s3cret", &h));
         assert!(!rotated.verify_hash(Purpose::StoredSecret, b"other", &h));
         assert!(!rotated.verify_hash(Purpose::SecretCheck, b"s3cret", &h));
+    }
+
+    #[test]
+    fn one_computation_of_tags_checks_several_stored_hashes() {
+        let old = Secrets::new(&[vec![1u8; 32]]);
+        let new = Secrets::new(&[vec![2u8; 32]]);
+        let rotated = Secrets::new(&[vec![2u8; 32], vec![1u8; 32]]);
+        let tags = rotated.tags(Purpose::StoredSecret, b"s3cret");
+        // Under either listed secret, whichever stored hash it is compared with.
+        assert!(tags.matches(&old.hash(Purpose::StoredSecret, b"s3cret")));
+        assert!(tags.matches(&new.hash(Purpose::StoredSecret, b"s3cret")));
+        assert!(!tags.matches(&new.hash(Purpose::StoredSecret, b"other")));
+        assert!(!tags.matches(&new.hash(Purpose::Csrf, b"s3cret")));
+        // Under a secret no longer listed, or not a hash at all.
+        let stranger = Secrets::new(&[vec![3u8; 32]]).hash(Purpose::StoredSecret, b"s3cret");
+        assert!(!tags.matches(&stranger));
+        let h = new.hash(Purpose::StoredSecret, b"s3cret");
+        assert!(!tags.matches(&h[..h.len() - 2]), "a shorter hash");
+        assert!(!tags.matches("not base64!"));
+        assert!(!tags.matches(""));
     }
 
     #[test]

@@ -219,15 +219,11 @@ impl Presented {
             if let Presented::Basic { client_id, secret } | Presented::Post { client_id, secret } =
                 &self
             {
-                // Twice, as for a known client (its secret and a previous one).
-                let input = secret_hash_input(client_id, secret);
-                for _ in 0..2 {
-                    let _ = state.secrets.verify_hash(
-                        Purpose::StoredSecret,
-                        &input,
-                        UNKNOWN_CLIENT_HASH,
-                    );
-                }
+                // Compared twice, as for a known client (its secret and a previous one).
+                let tags = state
+                    .secrets
+                    .tags(Purpose::StoredSecret, &secret_hash_input(client_id, secret));
+                let _ = tags.matches(UNKNOWN_CLIENT_HASH) | tags.matches(UNKNOWN_CLIENT_HASH);
             }
             return Err(Refusal::Invalid("no such client".into()));
         };
@@ -250,23 +246,22 @@ impl Presented {
         }
         match self {
             Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
-                let input = secret_hash_input(&client.client_id, &secret);
-                let matches = |stored: Option<&str>| {
-                    stored.is_some_and(|stored| {
-                        state
-                            .secrets
-                            .verify_hash(Purpose::StoredSecret, &input, stored)
-                    })
-                };
-                // The secret before a rotation works until its grace period ends. Both checks
-                // always run (against a hash that matches nothing when there is no previous
-                // secret), so the cost does not tell which clients are mid-rotation.
+                // The keyed hash of what was presented, computed once and compared with both
+                // stored hashes.
+                let tags = state.secrets.tags(
+                    Purpose::StoredSecret,
+                    &secret_hash_input(&client.client_id, &secret),
+                );
+                // The secret before a rotation works until its grace period ends. Both
+                // comparisons always run (against a hash that matches nothing when there is no
+                // previous secret), so the cost does not tell which clients are mid-rotation.
                 let previous = client
                     .previous_secret_live(crate::store::now())
                     .then_some(client.prev_secret_hash.as_deref())
                     .flatten()
                     .unwrap_or(UNKNOWN_CLIENT_HASH);
-                let ok = matches(client.secret_hash.as_deref()) | matches(Some(previous));
+                let current = client.secret_hash.as_deref().unwrap_or(UNKNOWN_CLIENT_HASH);
+                let ok = tags.matches(current) | tags.matches(previous);
                 if ok {
                     Ok(client)
                 } else {

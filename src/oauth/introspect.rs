@@ -66,31 +66,27 @@ pub async fn introspect(
         ));
     }
 
-    let body = match verified {
-        Some(claims) if !revoked && claims.org_id == client.org_id => {
-            let mut body = json!({
-                "active": true,
-                "token_type": "Bearer",
-                "client_id": claims.client_id,
-                "sub": claims.sub,
-                "aud": claims.aud,
-                "iss": claims.iss,
-                "iat": claims.iat,
-                "exp": claims.exp,
-                "jti": claims.jti,
-                "org_id": claims.org_id,
-            });
-            // RFC 7662 §2.2: scope is a string; a token without one has no member.
-            if let Some(scope) = claims.scope {
-                body["scope"] = json!(scope);
-            }
-            body
-        }
-        _ => json!({ "active": false }),
-    };
     let mut res = HttpResponse::Ok();
     no_store(&mut res);
-    Ok(res.json(body))
+    match verified {
+        // RFC 7662 §2.2: the claims as the token carries them (a token without a scope has no
+        // scope member).
+        Some(claims) if !revoked && claims.org_id == client.org_id => Ok(res.json(ActiveToken {
+            active: true,
+            token_type: "Bearer",
+            claims: &claims,
+        })),
+        _ => Ok(res.json(json!({ "active": false }))),
+    }
+}
+
+/// What introspection says of a good access token.
+#[derive(Serialize)]
+struct ActiveToken<'a> {
+    active: bool,
+    token_type: &'static str,
+    #[serde(flatten)]
+    claims: &'a access_token::AccessTokenClaims,
 }
 
 /// Introspection of a refresh token (RFC 7662 §2.1 names it): active while it would refresh,

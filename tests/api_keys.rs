@@ -94,6 +94,13 @@ async fn an_organization_mints_uses_lists_rotates_and_revokes_keys() {
     assert_eq!(created.2["metadata"], json!({"team": "data"}));
     assert_eq!(created.2["environment"], "live");
     assert_eq!(created.1["cache-control"], "no-store");
+    // A resource server introspecting it sees its metadata and expiry as created.
+    let (rs_client, rs_secret) = server.cc_client("acme", &[]);
+    let seen = server.introspect(&rs_client, &rs_secret, &key).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["metadata"], json!({"team": "data"}));
+    assert_eq!(seen["exp"], 4_070_908_800i64, "2099-01-01T00:00:00Z");
+    assert_eq!(seen["scope"], "read");
     assert_eq!(
         v1(&server, "GET", "/v1/utils/authtest", Some(&key), None)
             .await

@@ -189,8 +189,8 @@ async fn introspect_api_key(
             crate::api::auth::rehash_later(state, &row, newest);
             // Written straight from the row (a resource server's hot path): the stored
             // metadata is a JSON object already and goes out as it is.
-            let metadata =
-                serde_json::from_str::<&RawValue>(&row.metadata).unwrap_or_else(|_| empty_object());
+            let metadata = serde_json::from_str::<&RawValue>(&row.metadata)
+                .map_or(Metadata::Empty(serde_json::Map::new()), Metadata::Stored);
             Ok(res.json(ActiveApiKey {
                 active: true,
                 token_type: "api_key",
@@ -207,10 +207,6 @@ async fn introspect_api_key(
     }
 }
 
-fn empty_object() -> &'static RawValue {
-    serde_json::from_str("{}").expect("{} is JSON")
-}
-
 /// What introspection says of a good API key (SPEC §4).
 #[derive(Serialize)]
 struct ActiveApiKey<'a> {
@@ -223,5 +219,14 @@ struct ActiveApiKey<'a> {
     iat: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     exp: Option<i64>,
-    metadata: &'a RawValue,
+    metadata: Metadata<'a>,
+}
+
+/// A key's metadata: as stored (a JSON object, checked on write), or `{}` should the stored
+/// text not parse.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Metadata<'a> {
+    Stored(&'a RawValue),
+    Empty(serde_json::Map<String, serde_json::Value>),
 }

@@ -21,7 +21,7 @@ use crate::apikey::{self, Environment, Scopes};
 use crate::app::AppState;
 use crate::crypto::Purpose;
 use crate::oauth::access_token;
-use crate::store::{self, api_keys::ApiKeyRow};
+use crate::store::{self, api_keys::KeyCheck};
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -204,7 +204,7 @@ pub async fn authenticate(
 pub async fn verify_key(
     state: &web::Data<AppState>,
     key: apikey::WellFormed<'_>,
-) -> Result<Option<(ApiKeyRow, String)>, ApiError> {
+) -> Result<store::api_keys::Found, ApiError> {
     let hashes = lookup_hashes(state, key);
     let newest = hashes[0].clone();
     let found = state
@@ -231,7 +231,7 @@ pub fn lookup_hashes(state: &AppState, key: apikey::WellFormed<'_>) -> Vec<Strin
 /// During a rotation of the instance secret, a key found by its hash under an older secret
 /// gets its hash under the newest one, in the background: once per key, after which the old
 /// secret is no longer needed for it.
-pub fn rehash_later(state: &web::Data<AppState>, row: &ApiKeyRow, newest: String) {
+pub fn rehash_later(state: &web::Data<AppState>, row: &KeyCheck, newest: String) {
     if row.key_hash == newest {
         return;
     }
@@ -250,7 +250,7 @@ pub fn rehash_later(state: &web::Data<AppState>, row: &ApiKeyRow, newest: String
 
 /// Records `last_used_at` in the background when the stored one is over a minute old: at
 /// most one write a minute per key, off the request's path.
-pub fn touch_later(state: &web::Data<AppState>, row: &ApiKeyRow, now: i64) {
+pub fn touch_later(state: &web::Data<AppState>, row: &KeyCheck, now: i64) {
     if row.last_used_at.is_some_and(|t| t > now - 60) {
         return;
     }

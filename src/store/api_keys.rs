@@ -36,7 +36,38 @@ impl ApiKeyRow {
     /// Whether the key authenticates at `now`: not revoked, not past its expiry (which, for a
     /// rotated key, is the end of its grace period).
     pub fn is_live(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+        is_live(self.revoked_at, self.expires_at, now)
+    }
+}
+
+fn is_live(revoked_at: Option<i64>, expires_at: Option<i64>, now: i64) -> bool {
+    revoked_at.is_none() && expires_at.is_none_or(|e| now < e)
+}
+
+/// The columns of a key that verifying it reads (`/v1` authentication and introspection, the
+/// hot path): what the checks, the caller and the introspection answer need, and no more
+/// (each column read is decoded and allocated on every request).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::api_keys)]
+pub struct KeyCheck {
+    pub id: String,
+    pub org_id: String,
+    pub key_hash: String,
+    pub environment: String,
+    pub scopes: String,
+    pub allowed_ips: String,
+    pub metadata: String,
+    pub rate_limit_per_minute: Option<i32>,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl KeyCheck {
+    /// As `ApiKeyRow::is_live`.
+    pub fn is_live(&self, now: i64) -> bool {
+        is_live(self.revoked_at, self.expires_at, now)
     }
 
     /// Whether `ip` may use the key: its own allowlist and its organization's (`org_ips`,
@@ -49,15 +80,12 @@ impl ApiKeyRow {
 
 /// The key whose keyed hash is one of `hashes` (one per configured instance secret), with its
 /// organization's allowlist. Revoked and expired keys are returned too: the caller decides.
-pub fn find_by_hash(
-    conn: &mut AnyConnection,
-    hashes: &[String],
-) -> Result<Option<(ApiKeyRow, String)>, StoreError> {
+pub fn find_by_hash(conn: &mut AnyConnection, hashes: &[String]) -> Result<Found, StoreError> {
     for hash in hashes {
-        let rows: Vec<(ApiKeyRow, String)> = crate::on_backend!(conn, |conn| k::api_keys
+        let rows: Vec<(KeyCheck, String)> = crate::on_backend!(conn, |conn| k::api_keys
             .inner_join(o::organizations)
             .filter(k::key_hash.eq(hash))
-            .select((ApiKeyRow::as_select(), o::allowed_ips))
+            .select((KeyCheck::as_select(), o::allowed_ips))
             .load(conn))?;
         if let Some(found) = rows.into_iter().next() {
             return Ok(Some(found));
@@ -67,7 +95,7 @@ pub fn find_by_hash(
 }
 
 /// What a key lookup finds: the key's row and its organization's allowlist.
-pub type Found = Option<(ApiKeyRow, String)>;
+pub type Found = Option<(KeyCheck, String)>;
 
 /// Several lookups (each the hashes of one presented key) at once: PostgreSQL answers them
 /// in one query, one network round trip; SQLite reads them one by one (the caller runs the
@@ -81,12 +109,12 @@ pub fn find_many(
         [one] => Ok(vec![find_by_hash(conn, one)?]),
         _ if matches!(conn, AnyConnection::Postgresql(_)) => {
             let all: Vec<&String> = lookups.iter().copied().flatten().collect();
-            let rows: Vec<(ApiKeyRow, String)> = crate::on_backend!(conn, |conn| k::api_keys
+            let rows: Vec<(KeyCheck, String)> = crate::on_backend!(conn, |conn| k::api_keys
                 .inner_join(o::organizations)
                 .filter(k::key_hash.eq_any(&all))
-                .select((ApiKeyRow::as_select(), o::allowed_ips))
+                .select((KeyCheck::as_select(), o::allowed_ips))
                 .load(conn))?;
-            let by_hash: std::collections::HashMap<&str, &(ApiKeyRow, String)> = rows
+            let by_hash: std::collections::HashMap<&str, &(KeyCheck, String)> = rows
                 .iter()
                 .map(|found| (found.0.key_hash.as_str(), found))
                 .collect();

@@ -15,7 +15,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use diesel::Connection;
 use tokio::sync::oneshot;
 
 use super::api_keys::{self, Found};
@@ -186,8 +185,8 @@ fn read_batch(c: &mut AnyConnection, lookups: &[Lookup]) -> Result<BatchRead, St
         let clients = clients::rows_of(c, &client_ids).map_err(|e| e.to_string());
         Ok((keys, clients))
     };
-    if matches!(c, AnyConnection::Sqlite(_)) && lookups.len() + client_ids.len() > 1 {
-        c.transaction(read)
+    if lookups.len() + client_ids.len() > 1 {
+        super::sqlite_read_transaction(c, read)
     } else {
         read(c)
     }

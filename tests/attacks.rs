@@ -706,6 +706,48 @@ async fn invented_http_methods_do_not_grow_the_metrics() {
     assert!(!metrics.contains("FROB") && !metrics.contains("XYZZY"));
 }
 
+#[actix_web::test]
+async fn invented_paths_do_not_grow_the_metrics() {
+    // Every path an attacker makes up would be a new series if the raw path were a label:
+    // requests are counted by the route they matched, and all unmatched ones as one.
+    let server = TestServer::start().await;
+    for path in [
+        "/no-such-page-Zq81",
+        "/v1/no-such-route-Kx42",
+        "/v1/api-keys/key_Invented0001",
+        "/v1/api-keys/key_Invented0002/rotate",
+    ] {
+        let res = http().get(server.url(path)).send().await.unwrap();
+        assert!(res.status().is_client_error(), "{path}: {}", res.status());
+    }
+    let metrics: String = http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for made_up in ["Zq81", "Kx42", "Invented0001", "Invented0002"] {
+        assert!(
+            !metrics.contains(made_up),
+            "{made_up} became a label: {metrics}"
+        );
+    }
+    // The two requests to real routes (a 401 without a credential, a 405 for GET on rotate)
+    // are counted under their patterns; the others under one label.
+    let count = |needle: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("latchkey_http_requests_total{") && l.contains(needle))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(count("route=\"/v1/api-keys/{id}\""), 1, "{metrics}");
+    assert_eq!(count("route=\"/v1/api-keys/{id}/rotate\""), 1, "{metrics}");
+    assert_eq!(count("route=\"unmatched\""), 2, "{metrics}");
+}
+
 /// Sends a request head promising a 100-byte body, then 10 bytes of it and nothing more;
 /// returns the status line the server answers with and how long it took.
 async fn trickle(base: &str, path: &str, auth: &str, content_type: &str) -> (String, u64) {

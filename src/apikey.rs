@@ -264,6 +264,20 @@ pub fn hash_input(raw: &str) -> Vec<u8> {
     format!("api key\0{raw}").into_bytes()
 }
 
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it maps
+/// (`10.0.0.0/8`): addresses are compared as IPv4 (`AllowedIps::allows`), so the entries are
+/// too, or `::ffff:127.0.0.1` would never match the connection it names.
+fn mapped_to_v4(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, |v4| IpNet::V4(v4.trunc())),
+        _ => net,
+    }
+}
+
 /// An allowlist of networks (SPEC §4 `allowed_ips`); empty allows every address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowedIps(Vec<IpNet>);
@@ -285,6 +299,7 @@ impl AllowedIps {
             let net = IpNet::from_str(e)
                 .map(|n| n.trunc())
                 .or_else(|_| IpAddr::from_str(e).map(IpNet::from))
+                .map(mapped_to_v4)
                 .map_err(|_| format!("{e:?} is not an IP address or CIDR"))?;
             if !nets.contains(&net) {
                 nets.push(net);
@@ -301,6 +316,7 @@ impl AllowedIps {
         AllowedIps(
             s.split(',')
                 .filter_map(|e| IpNet::from_str(e.trim()).ok())
+                .map(mapped_to_v4)
                 .collect(),
         )
     }
@@ -437,5 +453,29 @@ mod tests {
         assert!(AllowedIps::default().allows("8.8.8.8".parse().unwrap()));
         assert!(stored_list_allows("", None));
         assert!(!stored_list_allows("10.0.0.0/8", None));
+    }
+
+    #[test]
+    fn ipv4_mapped_entries_are_the_ipv4_networks_they_map() {
+        // A connection from 127.0.0.1 must match an entry written ::ffff:127.0.0.1, as a
+        // presented ::ffff:10.1.2.3 matches 10.0.0.0/8.
+        let a = AllowedIps::parse(["::ffff:127.0.0.1", "::ffff:10.0.0.0/104"]).unwrap();
+        assert_eq!(a.names(), ["127.0.0.1/32", "10.0.0.0/8"]);
+        assert!(a.allows("127.0.0.1".parse().unwrap()));
+        assert!(a.allows("10.200.0.1".parse().unwrap()));
+        assert!(a.allows("::ffff:10.200.0.1".parse().unwrap()));
+        assert!(!a.allows("11.0.0.1".parse().unwrap()));
+        // Written both ways, one entry.
+        let b = AllowedIps::parse(["10.0.0.0/8", "::ffff:10.0.0.0/104"]).unwrap();
+        assert_eq!(b.names(), ["10.0.0.0/8"]);
+        // Entries stored before the change read the same way.
+        assert!(stored_list_allows(
+            "::ffff:127.0.0.1/128",
+            Some("127.0.0.1".parse().unwrap())
+        ));
+        // Other IPv6 networks stay IPv6.
+        let c = AllowedIps::parse(["2001:db8::/32", "::1"]).unwrap();
+        assert_eq!(c.names(), ["2001:db8::/32", "::1/128"]);
+        assert!(!c.allows("127.0.0.1".parse().unwrap()));
     }
 }

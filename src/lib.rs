@@ -29,8 +29,8 @@ pub mod telemetry;
 
 /// Why `s` cannot be a name shown to people (a client's name on the consent page, a person's or
 /// an API key's name on the dashboard), or `None`: control characters (NUL, escape sequences,
-/// newlines) and the bidirectional formatting characters that can make a name read as another
-/// (U+202E RIGHT-TO-LEFT OVERRIDE and its kin) are refused.
+/// newlines), the bidirectional formatting characters that can make a name read as another
+/// (U+202E RIGHT-TO-LEFT OVERRIDE and its kin) and invisible ones (U+200B) are refused.
 pub fn hidden_characters(s: &str) -> Option<&'static str> {
     if s.chars().any(char::is_control) {
         return Some("control characters");
@@ -38,6 +38,12 @@ pub fn hidden_characters(s: &str) -> Option<&'static str> {
     let bidi = |c: char| matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
     if s.chars().any(bidi) {
         return Some("bidirectional formatting characters");
+    }
+    // Invisible: "deploy" and "de\u{200B}ploy" would read alike. (Not U+200C/U+200D, which
+    // Persian words and emoji sequences need.)
+    let invisible = |c: char| matches!(c, '\u{200B}' | '\u{2060}' | '\u{FEFF}');
+    if s.chars().any(invisible) {
+        return Some("invisible characters");
     }
     None
 }

@@ -1556,3 +1556,116 @@ async fn introspections_checked_together_are_each_answered_for_their_client() {
     })
     .await;
 }
+
+#[actix_web::test]
+async fn only_the_lists_take_a_query_and_a_request_carries_one_credential() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let (key_id, root) = cli_key(&server, "acme", "live", ALL, &[]);
+    let (_, reader) = cli_key(&server, "acme", "live", "read", &[]);
+    let keys_now = |root: String| {
+        let server = &server;
+        async move {
+            // What a refused request could have changed: which keys there are, and which
+            // were rotated (last_used_at moves on its own).
+            v1(server, "GET", "/v1/api-keys?limit=100", Some(&root), None)
+                .await
+                .2["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| (k["id"].clone(), k["rotated_to"].clone(), k["name"].clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = keys_now(root.clone()).await;
+
+    // Every /v1 route refuses a query parameter it would not read, naming it — the lists
+    // their unknown ones, the others any — before it changes anything.
+    for (method, path) in latchkey::api::ROUTES {
+        let method = method.to_uppercase();
+        let path = format!("/v1{}?unexpected=1", path.replace("{id}", &key_id));
+        let body = matches!(method.as_str(), "POST" | "PATCH")
+            .then(|| json!({"name": "q", "scopes": ["read"]}));
+        let got = v1(&server, &method, &path, Some(&root), body).await;
+        assert_error(&got, 400, "invalid_request", &format!("{method} {path}"));
+        assert_eq!(got.2["field"], "unexpected", "{method} {path}: {}", got.2);
+    }
+    let after = keys_now(root.clone()).await;
+    assert_eq!(before, after, "nothing was created, rotated or revoked");
+    // Without a credential the answer is still the 401, as on the lists.
+    let got = v1(&server, "GET", "/v1/utils/authtest?x=1", None, None).await;
+    assert_error(&got, 401, "unauthorized", "no credential");
+    // An empty query is no query.
+    let got = v1(&server, "GET", "/v1/utils/authtest?", Some(&root), None).await;
+    assert_eq!(got.0, 200, "{}", got.2);
+    let got = v1(
+        &server,
+        "DELETE",
+        &format!("/v1/api-keys/{key_id}"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(got.0, 200, "the key was there to delete: {}", got.2);
+
+    // Two Authorization headers: neither is used (RFC 6750 §3.1), whichever comes first.
+    let (_, root2) = cli_key(&server, "acme", "live", ALL, &[]);
+    for pair in [
+        [reader.as_str(), root2.as_str()],
+        [root2.as_str(), "garbage"],
+    ] {
+        let res = http()
+            .get(server.url("/v1/api-keys"))
+            .header("Authorization", format!("Bearer {}", pair[0]))
+            .header("Authorization", format!("Bearer {}", pair[1]))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body: Value = res.json().await.unwrap();
+        assert_error(
+            &(status, headers, body),
+            400,
+            "invalid_request",
+            "two headers",
+        );
+    }
+    // Nor at the OAuth endpoints: two Basic headers at introspection, two bearer tokens at
+    // userinfo.
+    let (id, secret) = server.cc_client(&org, &[]);
+    let (other_id, other_secret) = server.cc_client(&org, &[]);
+    use base64::Engine;
+    let basic = |i: &str, s: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{i}:{s}"))
+        )
+    };
+    let res = http()
+        .post(server.url("/oauth2/introspect"))
+        .header("Authorization", basic(&id, &secret))
+        .header("Authorization", basic(&other_id, &other_secret))
+        .form(&[("token", root2.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    let token = server.access_token(&id, &secret, &[]).await;
+    let res = http()
+        .get(server.url("/userinfo"))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    // One header works as ever.
+    assert_eq!(
+        server.introspect(&id, &secret, &root2).await["active"],
+        true
+    );
+}

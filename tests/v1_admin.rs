@@ -1080,7 +1080,14 @@ async fn registrations_take_one_uri_per_entry_and_names_that_read_as_they_are() 
 
     // Names shown to people (the consent page, the dashboard) hold no control characters and
     // no bidirectional overrides that would make them read as another name.
-    for name in ["a\u{0}b", "x\u{1b}[31mred", "evil\u{202E}gpj.exe"] {
+    // Nor invisible characters: "de\u{200B}ploy" would read as "deploy".
+    for name in [
+        "a\u{0}b",
+        "x\u{1b}[31mred",
+        "evil\u{202E}gpj.exe",
+        "de\u{200B}ploy",
+        "\u{FEFF}billing",
+    ] {
         let got =
             register(json!({"client_name": name, "grant_types": ["client_credentials"]})).await;
         assert_error(&got, 400, "invalid_request", name);
@@ -1105,6 +1112,16 @@ async fn registrations_take_one_uri_per_entry_and_names_that_read_as_they_are() 
         .await;
         assert_error(&got, 400, "invalid_request", name);
     }
+    // The joiners that emoji sequences and Persian words are made of stay allowed.
+    let got = v1(
+        &server,
+        "POST",
+        "/v1/api-keys",
+        Some(&admin),
+        Some(json!({"name": "\u{1F469}\u{200D}\u{1F4BB} ops", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(got.0, 201, "{}", got.2);
     let got = v1(
         &server,
         "POST",

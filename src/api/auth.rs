@@ -114,25 +114,71 @@ impl FromRequest for Caller {
         let req = req.clone();
         Box::pin(async move {
             // Already authenticated by the Idempotency-Key layer for this request.
-            if let Some(caller) = req.extensions().get::<Caller>() {
-                return Ok(caller.clone());
-            }
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(ApiError::unavailable)?;
-            authenticate(&state, &req).await
+            let known = req.extensions().get::<Caller>().cloned();
+            let caller = match known {
+                Some(caller) => caller,
+                None => {
+                    let state = req
+                        .app_data::<web::Data<AppState>>()
+                        .cloned()
+                        .ok_or_else(ApiError::unavailable)?;
+                    authenticate(&state, &req).await?
+                }
+            };
+            refuse_unread_query(&req)?;
+            Ok(caller)
         })
+    }
+}
+
+/// The `/v1` routes that read a query string: the lists (`super::Page`), on GET.
+const LIST_ROUTES: [&str; 4] = [
+    "/v1/api-keys",
+    "/v1/clients",
+    "/v1/users",
+    "/v1/audit-events",
+];
+
+/// SPEC §4's 400 for a query parameter a route does not take, naming it: only the lists read
+/// one (and refuse what they do not know themselves). Checked once the caller is known, as the
+/// lists do, so an unauthenticated request still gets its 401.
+pub(super) fn refuse_unread_query(req: &HttpRequest) -> Result<(), ApiError> {
+    if req.query_string().is_empty()
+        || (req.method() == actix_web::http::Method::GET
+            && req
+                .match_pattern()
+                .is_some_and(|p| LIST_ROUTES.contains(&p.as_str())))
+    {
+        return Ok(());
+    }
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid_request(format!("the query string cannot be read: {e}")))?
+        .into_inner();
+    match pairs.into_iter().next() {
+        Some((name, _)) => Err(ApiError::invalid(
+            &name,
+            format!("unknown query parameter {name:?}: this route takes none"),
+        )),
+        // A bare "?" or "?&": nothing was sent.
+        None => Ok(()),
     }
 }
 
 /// The bearer credential of the `Authorization` header (RFC 6750 §2.1; never the query).
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+    let mut sent = req.headers().get_all(header::AUTHORIZATION);
+    let Some(value) = sent.next() else {
         return Err(ApiError::unauthorized(
             "No API key provided: send Authorization: Bearer <api key>",
         ));
     };
+    // One credential per request (RFC 6750 §3.1): with two headers, which one a proxy or a
+    // server reads is anyone's guess, so neither is used.
+    if sent.next().is_some() {
+        return Err(ApiError::invalid_request(
+            "send one Authorization header, not several",
+        ));
+    }
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("Invalid API key provided"))?;

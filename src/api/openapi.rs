@@ -224,12 +224,14 @@ pub fn json() -> &'static str {
     responses((status = 200, description = "The OpenAPI 3.1 document of /v1", content_type = "application/json")),
     security(())
 )]
-pub async fn document() -> HttpResponse {
-    HttpResponse::Ok()
+pub async fn document(req: actix_web::HttpRequest) -> Result<HttpResponse, super::ApiError> {
+    // No credential here, but the rule of every `/v1` route: no query it would not read.
+    super::auth::refuse_unread_query(&req)?;
+    Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
         ))
-        .body(json())
+        .body(json()))
 }

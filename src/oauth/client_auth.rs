@@ -83,7 +83,15 @@ impl Presented {
     }
 
     fn parse(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError> {
-        let basic = match req.headers().get(header::AUTHORIZATION) {
+        let mut sent = req.headers().get_all(header::AUTHORIZATION);
+        let first = sent.next();
+        if sent.next().is_some() {
+            // RFC 6749 §5.2: a request with more than one set of client credentials.
+            return Err(OAuthError::invalid_request(
+                "send one Authorization header, not several",
+            ));
+        }
+        let basic = match first {
             None => None,
             Some(value) => {
                 let value = value

@@ -163,7 +163,7 @@ pub fn insert(
     row: &ApiKeyRow,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         diesel::insert_into(k::api_keys).values(row).execute(c)?;
         super::audit::insert(c, event)?;
         Ok(())
@@ -239,7 +239,7 @@ pub fn revoke(
     now: i64,
     event: &AuditEvent,
 ) -> Result<bool, StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let n = diesel::update(
             k::api_keys
                 .filter(k::id.eq(id))
@@ -265,7 +265,7 @@ pub fn rotate(
     grace_until: i64,
     event: &AuditEvent,
 ) -> Result<bool, StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let expires = old.expires_at.map_or(grace_until, |e| e.min(grace_until));
         let n = diesel::update(
             k::api_keys
@@ -301,7 +301,7 @@ pub fn revoke_any(
             serde_json::json!({"name": row.name}),
         )
     };
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let n = diesel::update(
             k::api_keys
                 .filter(k::id.eq(id))

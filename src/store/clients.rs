@@ -139,7 +139,7 @@ pub fn insert(
     client: &Client,
     event: &super::audit::AuditEvent,
 ) -> Result<(), StoreError> {
-    conn.transaction(|conn| {
+    super::write_transaction(conn, |conn| {
         diesel::insert_into(c::clients)
             .values(ClientRow::from(client))
             .execute(conn)?;
@@ -158,7 +158,7 @@ pub fn update(
 ) -> Result<(), StoreError> {
     let mut row = ClientRow::from(client);
     row.version = client.version + 1;
-    conn.transaction(|conn| {
+    super::write_transaction(conn, |conn| {
         let n = diesel::update(
             c::clients
                 .filter(c::client_id.eq(&client.client_id))
@@ -337,7 +337,7 @@ pub fn delete_in_org(
     now: i64,
     event: &super::audit::AuditEvent,
 ) -> Result<bool, StoreError> {
-    conn.transaction(|conn| {
+    super::write_transaction(conn, |conn| {
         let n = diesel::delete(
             c::clients
                 .filter(c::client_id.eq(client_id))

@@ -92,7 +92,7 @@ pub fn redeem_code(
     issued: &Issued,
     family: Option<&NewFamily>,
 ) -> Result<Redemption, StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let claimed = diesel::update(
             ac::authorization_codes
                 .filter(ac::code_hash.eq(code_hash))
@@ -169,7 +169,7 @@ pub fn start_family(
         token_hash: token_hash.to_string(),
         idle_expires_at,
     };
-    conn.transaction(|c| insert_family(c, &new, None))
+    super::write_transaction(conn, |c| insert_family(c, &new, None))
 }
 
 #[derive(Debug)]
@@ -194,7 +194,7 @@ pub fn rotate_refresh(
     idle_ttl: i64,
     grace: i64,
 ) -> Result<Rotation, StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let claimed = diesel::update(
             rt::refresh_tokens
                 .filter(rt::token_hash.eq(token_hash))
@@ -328,7 +328,7 @@ pub fn save_consent(
     scope: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let updated = diesel::update(
             cs::consents
                 .filter(cs::user_id.eq(user_id))

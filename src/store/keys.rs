@@ -106,7 +106,7 @@ pub fn rotate(
     grace: i64,
 ) -> Result<(KeyRow, Vec<String>), StoreError> {
     let row = new_row(secrets, alg, now, now + delay)?;
-    let retiring = conn.transaction(|c| {
+    let retiring = super::write_transaction(conn, |c| {
         let retiring: Vec<String> = k::signing_keys
             .filter(k::alg.eq(alg.as_str()))
             .filter(k::retired_at.is_null())
@@ -138,7 +138,7 @@ pub fn retire(
     now: i64,
     grace: i64,
 ) -> Result<(KeyRow, Option<String>), StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let rows: Vec<KeyRow> = k::signing_keys.filter(k::kid.eq(kid)).load(c)?;
         let row = rows
             .into_iter()
@@ -156,7 +156,10 @@ pub fn retire(
                     .filter(k::kid.ne(kid))
                     .filter(k::retired_at.eq(row.activates_at)),
             )
-            .set((k::retired_at.eq(None::<i64>), k::publish_until.eq(None::<i64>)))
+            .set((
+                k::retired_at.eq(None::<i64>),
+                k::publish_until.eq(None::<i64>),
+            ))
             .execute(c)?;
         } else {
             let next: Vec<KeyRow> = k::signing_keys
@@ -181,6 +184,13 @@ pub fn retire(
         diesel::update(k::signing_keys.filter(k::kid.eq(kid)))
             .set((k::retired_at.eq(now), k::publish_until.eq(now + grace)))
             .execute(c)?;
-        Ok((KeyRow { retired_at: Some(now), publish_until: Some(now + grace), ..row }, successor))
+        Ok((
+            KeyRow {
+                retired_at: Some(now),
+                publish_until: Some(now + grace),
+                ..row
+            },
+            successor,
+        ))
     })
 }

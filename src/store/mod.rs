@@ -197,6 +197,57 @@ pub fn sqlite_read_transaction<T>(
     out
 }
 
+/// Runs `f` in a write transaction. On SQLite it takes the write lock when it begins
+/// (`BEGIN IMMEDIATE`, waiting out other writers under the busy timeout): a deferred `BEGIN`
+/// that reads first and writes after fails at once with `SQLITE_BUSY` — without waiting —
+/// when another connection commits in between, which answered 503 to a person's deletion
+/// while a key's `last_used_at` was being recorded. Inside a transaction already, and on
+/// PostgreSQL, it is diesel's `transaction` (a savepoint when nested).
+pub fn write_transaction<T, E>(
+    c: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let begun = match c {
+        AnyConnection::Sqlite(s) => {
+            let idle = AnsiTransactionManager::transaction_manager_status_mut(s)
+                .transaction_depth()?
+                .is_none();
+            if idle {
+                AnsiTransactionManager::begin_transaction_sql(s, "BEGIN IMMEDIATE")?;
+            }
+            idle
+        }
+        AnyConnection::Postgresql(_) => false,
+    };
+    if !begun {
+        return c.transaction(f);
+    }
+    let out = f(c);
+    let AnyConnection::Sqlite(s) = c else {
+        return out;
+    };
+    match out {
+        Ok(v) => match AnsiTransactionManager::commit_transaction(s) {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                // As diesel's own `transaction`: a commit that fails is rolled back.
+                let _ = AnsiTransactionManager::rollback_transaction(s);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            if AnsiTransactionManager::rollback_transaction(s).is_err() {
+                AnsiTransactionManager::transaction_manager_status_mut(s).set_in_error();
+            }
+            Err(e)
+        }
+    }
+}
+
 pub type Pool = r2d2::Pool<Manager>;
 pub type Conn = r2d2::PooledConnection<Manager>;
 
@@ -393,8 +444,12 @@ fn migrate_on(conn: &mut AnyConnection) -> anyhow::Result<usize> {
 fn check_secret_on(conn: &mut AnyConnection, secrets: &Secrets) -> anyhow::Result<()> {
     use schema::instance::dsl as i;
     const LABEL: &[u8] = b"latchkey instance";
-    conn.transaction(|c| {
-        let stored: Option<String> = i::instance.filter(i::id.eq(1)).select(i::secret_check).first(c).optional()?;
+    write_transaction(conn, |c| {
+        let stored: Option<String> = i::instance
+            .filter(i::id.eq(1))
+            .select(i::secret_check)
+            .first(c)
+            .optional()?;
         match stored {
             None => {
                 diesel::insert_into(i::instance)
@@ -425,8 +480,9 @@ fn check_secret_on(conn: &mut AnyConnection, secrets: &Secrets) -> anyhow::Resul
 fn reseal_on(conn: &mut AnyConnection, secrets: &Secrets) -> anyhow::Result<()> {
     use schema::clients::dsl as c;
     use schema::signing_keys::dsl as k;
-    let (keys, clients) =
-        conn.transaction(|tx| -> Result<(usize, usize), diesel::result::Error> {
+    let (keys, clients) = write_transaction(
+        conn,
+        |tx| -> Result<(usize, usize), diesel::result::Error> {
             let mut keys = 0;
             let rows: Vec<(String, String)> =
                 k::signing_keys.select((k::kid, k::private_key)).load(tx)?;
@@ -464,7 +520,8 @@ fn reseal_on(conn: &mut AnyConnection, secrets: &Secrets) -> anyhow::Result<()> 
                 }
             }
             Ok((keys, clients))
-        })?;
+        },
+    )?;
     if keys + clients > 0 {
         tracing::info!(
             signing_keys = keys,
@@ -523,5 +580,67 @@ mod tests {
             },
             &mut reader
         ));
+    }
+
+    /// A write transaction that reads first, while another connection commits a write: with
+    /// a deferred BEGIN, SQLite refuses its write at once (SQLITE_BUSY, no busy wait); a
+    /// write transaction holds the write lock from its start, so the other writer waits for it
+    /// and both changes land.
+    #[test]
+    fn a_write_transaction_that_reads_first_is_not_refused_for_a_concurrent_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::open(&DatabaseUrl::Sqlite(path.clone()), 2).unwrap();
+        let (mut a, mut b) = (store.conn().unwrap(), store.conn().unwrap());
+        a.batch_execute("CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+
+        // What went wrong: read, another connection commits, write.
+        let deferred = a.transaction(|c| {
+            rows(c)?;
+            b.batch_execute("INSERT INTO t VALUES (2);")?;
+            c.batch_execute("INSERT INTO t VALUES (3);")?;
+            Ok::<_, StoreError>(())
+        });
+        assert!(
+            matches!(&deferred, Err(StoreError::Query(e)) if e.to_string().contains("locked")),
+            "{deferred:?}"
+        );
+        assert_eq!(
+            rows(&mut b).unwrap(),
+            2,
+            "the deferred transaction's write was lost"
+        );
+
+        // With the write lock taken at BEGIN the other writer waits (here a thread with a
+        // busy timeout long enough) and both commit.
+        let other = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            b.batch_execute("INSERT INTO t VALUES (20);").map(|_| b)
+        });
+        let done = write_transaction(&mut a, |c| {
+            let n = rows(c)?;
+            std::thread::sleep(Duration::from_millis(200));
+            c.batch_execute("INSERT INTO t VALUES (30);")?;
+            Ok::<_, StoreError>(n)
+        });
+        assert_eq!(done.unwrap(), 2);
+        let mut b = other
+            .join()
+            .unwrap()
+            .expect("the other writer waited, then wrote");
+        assert_eq!(rows(&mut b).unwrap(), 4);
+
+        // Nested, it is a savepoint of the outer one; an error rolls the whole one back, and
+        // the connection is usable after.
+        let failed = write_transaction(&mut a, |c| {
+            c.batch_execute("INSERT INTO t VALUES (40);")?;
+            write_transaction(c, |c| c.batch_execute("INSERT INTO t VALUES (41);"))?;
+            Err::<(), _>(StoreError::Invalid("refused".into()))
+        });
+        assert!(matches!(failed, Err(StoreError::Invalid(_))));
+        assert_eq!(rows(&mut a).unwrap(), 4);
+        write_transaction(&mut a, |c| c.batch_execute("INSERT INTO t VALUES (5);")).unwrap();
+        assert_eq!(rows(&mut b).unwrap(), 5);
     }
 }

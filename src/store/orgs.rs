@@ -100,7 +100,7 @@ pub fn set_allowed_ips(
     allowed_ips: &str,
     event: &super::audit::AuditEvent,
 ) -> Result<Option<OrgRow>, StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let n = diesel::update(o::organizations.filter(o::id.eq(id)))
             .set(o::allowed_ips.eq(allowed_ips))
             .execute(c)?;

@@ -92,7 +92,7 @@ pub fn count_attempt(
     window: i64,
     limit: i32,
 ) -> Result<Attempt, StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         let bumped = diesel::update(
             t::login_throttle
                 .filter(t::throttle_key.eq(key))
@@ -191,7 +191,7 @@ pub fn settle_failure(
     now: i64,
     limit: i32,
 ) -> Result<(), StoreError> {
-    conn.transaction(|c| {
+    super::write_transaction(conn, |c| {
         diesel::update(
             t::login_throttle
                 .filter(t::throttle_key.eq(key))

@@ -61,7 +61,7 @@ pub fn insert(
     row: &UserRow,
     event: &super::audit::AuditEvent,
 ) -> Result<(), StoreError> {
-    conn.transaction(|conn| {
+    super::write_transaction(conn, |conn| {
         match diesel::insert_into(u::users).values(row).execute(conn) {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
@@ -146,7 +146,7 @@ pub fn delete_in_org(
     now: i64,
     event: &super::audit::AuditEvent,
 ) -> Result<bool, StoreError> {
-    conn.transaction(|conn| {
+    super::write_transaction(conn, |conn| {
         let found: Vec<String> = u::users
             .filter(u::id.eq(id))
             .filter(u::org_id.eq(org_id))

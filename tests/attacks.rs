@@ -694,14 +694,7 @@ async fn invented_http_methods_do_not_grow_the_metrics() {
             .unwrap();
         assert!(res.status().is_client_error());
     }
-    let metrics: String = http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics: String = server.metrics().await;
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
     assert!(!metrics.contains("FROB") && !metrics.contains("XYZZY"));
 }
@@ -720,14 +713,7 @@ async fn invented_paths_do_not_grow_the_metrics() {
         let res = http().get(server.url(path)).send().await.unwrap();
         assert!(res.status().is_client_error(), "{path}: {}", res.status());
     }
-    let metrics: String = http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics: String = server.metrics().await;
     for made_up in ["Zq81", "Kx42", "Invented0001", "Invented0002"] {
         assert!(
             !metrics.contains(made_up),

@@ -114,14 +114,7 @@ async fn a_service_gets_a_token_a_resource_server_verifies_it_and_revocation_dea
     );
 
     // The issuance is counted.
-    let metrics = http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("latchkey_tokens_issued_total{grant=\"client_credentials\"} 1"),
         "{metrics}"

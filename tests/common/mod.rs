@@ -151,6 +151,18 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// The text of `GET /metrics`, as a scraper reads it.
+    pub async fn metrics(&self) -> String {
+        http()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn stop(&self) {
         self.handle.stop(false).await;
     }

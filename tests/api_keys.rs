@@ -851,6 +851,15 @@ async fn bad_input_gets_the_envelope_never_a_500() {
         after, before,
         "no key was made from a body with trailing data"
     );
+    // A field given twice is refused, naming it (which of the two would win is the
+    // parser's choice, and a proxy's may differ).
+    let twice = post_raw(
+        r#"{"name":"a","scopes":["read"],"scopes":["read","admin"]}"#.into(),
+        json_ct,
+    )
+    .await;
+    assert_error(&twice, 400, "invalid_request", "a field twice");
+    assert_eq!(twice.2["field"], "scopes", "{}", twice.2);
     // Trailing whitespace is still one JSON text.
     let spaced = post_raw(
         "{\"name\":\"spaced\",\"scopes\":[\"read\"]}\n  ".into(),

@@ -204,10 +204,12 @@ pub async fn json_body<T: DeserializeOwned>(
             return ApiError::invalid_request(format!("the body is not valid JSON: {inner}"));
         }
         let message = inner.to_string();
-        // An unknown or missing field is reported at its parent's path; name the field itself.
+        // An unknown, missing or repeated field is reported at its parent's path; name the
+        // field itself.
         let named = message
             .strip_prefix("unknown field `")
-            .or_else(|| message.strip_prefix("missing field `"));
+            .or_else(|| message.strip_prefix("missing field `"))
+            .or_else(|| message.strip_prefix("duplicate field `"));
         let field = match named {
             Some(rest) => rest.split('`').next().unwrap_or("").to_string(),
             None if path == "." => String::new(),

@@ -12,7 +12,6 @@
 use std::net::IpAddr;
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
@@ -166,19 +165,13 @@ pub(super) fn refuse_unread_query(req: &HttpRequest) -> Result<(), ApiError> {
 
 /// The bearer credential of the `Authorization` header (RFC 6750 §2.1; never the query).
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
-    let mut sent = req.headers().get_all(header::AUTHORIZATION);
-    let Some(value) = sent.next() else {
+    let sent = crate::oauth::one_authorization(req)
+        .map_err(|_| ApiError::invalid_request("send one Authorization header, not several"))?;
+    let Some(value) = sent else {
         return Err(ApiError::unauthorized(
             "No API key provided: send Authorization: Bearer <api key>",
         ));
     };
-    // One credential per request (RFC 6750 §3.1): with two headers, which one a proxy or a
-    // server reads is anyone's guess, so neither is used.
-    if sent.next().is_some() {
-        return Err(ApiError::invalid_request(
-            "send one Authorization header, not several",
-        ));
-    }
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("Invalid API key provided"))?;

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use actix_web::http::header;
 use actix_web::HttpRequest;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -83,15 +82,10 @@ impl Presented {
     }
 
     fn parse(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError> {
-        let mut sent = req.headers().get_all(header::AUTHORIZATION);
-        let first = sent.next();
-        if sent.next().is_some() {
-            // RFC 6749 §5.2: a request with more than one set of client credentials.
-            return Err(OAuthError::invalid_request(
-                "send one Authorization header, not several",
-            ));
-        }
-        let basic = match first {
+        let sent = super::one_authorization(req).map_err(|_| {
+            OAuthError::invalid_request("send one Authorization header, not several")
+        })?;
+        let basic = match sent {
             None => None,
             Some(value) => {
                 let value = value

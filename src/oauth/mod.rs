@@ -120,6 +120,24 @@ impl ResponseError for OAuthError {
 }
 
 /// RFC 6749 §5.1: token responses, and anything else holding a credential, are not cached.
+/// The request's one `Authorization` header, if any; `Err` when it has several. One credential
+/// per request (RFC 6749 §5.2, RFC 6750 §3.1): with two, which one a proxy or a server reads is
+/// anyone's guess, so the token endpoints, userinfo and `/v1` refuse them all.
+pub fn one_authorization(
+    req: &actix_web::HttpRequest,
+) -> Result<Option<&HeaderValue>, SeveralAuthorizations> {
+    let mut sent = req.headers().get_all(header::AUTHORIZATION);
+    let first = sent.next();
+    match sent.next() {
+        Some(_) => Err(SeveralAuthorizations),
+        None => Ok(first),
+    }
+}
+
+/// A request with more than one `Authorization` header (`one_authorization`).
+#[derive(Debug)]
+pub struct SeveralAuthorizations;
+
 pub fn no_store(res: &mut actix_web::HttpResponseBuilder) {
     res.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     res.insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));

@@ -71,17 +71,14 @@ async fn answer(state: &AppState, req: &HttpRequest, body_token: Option<String>)
             "access tokens are not accepted in the query string",
         );
     }
-    let mut sent = req.headers().get_all(header::AUTHORIZATION);
-    let first = sent.next();
-    if sent.next().is_some() {
-        // RFC 6750 §3.1: one method, one token.
+    let Ok(sent) = super::one_authorization(req) else {
         return bearer_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the token was sent in more than one place",
         );
-    }
-    let header_token = match first.map(|v| v.to_str()) {
+    };
+    let header_token = match sent.map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => match v.split_once(' ') {
             Some((scheme, token))

@@ -181,6 +181,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for notice in &config.notices {
         tracing::warn!("{notice}");
     }
+    Store::wait_until_reachable(&config.database_url, config.database_wait)?;
     let state = web::Data::new(prepare(config)?);
     let listener =
         TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;

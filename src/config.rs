@@ -44,6 +44,11 @@ const SETTINGS: &[Setting] = &[
         default: None,
     },
     Setting {
+        env: "LATCHKEY_DATABASE_WAIT",
+        key: "database_wait",
+        default: Some("60s"),
+    },
+    Setting {
         env: "LATCHKEY_WORKERS",
         key: "workers",
         default: None,
@@ -205,6 +210,9 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// Database connections per node (default: 4 per core).
     pub db_pool_size: u32,
+    /// How long `serve` waits for an unreachable PostgreSQL at start, retrying, before it
+    /// exits (`0s`: exit at once).
+    pub database_wait: Duration,
     /// HTTP worker threads per node (default: one per core).
     pub workers: usize,
     /// The raw `LATCHKEY_SECRET` value (a comma-separated list, newest first), if set.
@@ -392,6 +400,7 @@ impl Config {
         let refresh_idle_ttl = duration("LATCHKEY_REFRESH_IDLE_TTL")?;
         let refresh_reuse_grace = duration("LATCHKEY_REFRESH_REUSE_GRACE")?;
         let session_ttl = duration("LATCHKEY_SESSION_TTL")?;
+        let database_wait = duration("LATCHKEY_DATABASE_WAIT")?;
         let key_prepublish = duration("LATCHKEY_KEY_PREPUBLISH")?;
         for (env, d) in [
             ("LATCHKEY_ACCESS_TOKEN_TTL", access_token_ttl),
@@ -444,6 +453,7 @@ impl Config {
             bind,
             database_url,
             db_pool_size,
+            database_wait,
             workers,
             secret,
             key_prefix,

@@ -6,123 +6,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::node::*;
 use common::*;
 use serde_json::{json, Value};
-
-/// A `latchkey serve` process on a free loopback port.
-struct Node {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Node {
-    fn spawn(env: &[(String, String)], dir: &Path) -> Node {
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut cmd = Command::new(bin());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LATCHKEY_") || k == "DATABASE_URL" {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("LATCHKEY_BIND", format!("127.0.0.1:{port}"))
-            .env("LATCHKEY_ISSUER", "http://latchkey.test")
-            .current_dir(dir)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn latchkey serve");
-        let node = Node { child, base };
-        node.wait_ready();
-        node
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(res) = raw::get_status(&format!("{}/readyz", self.base)) {
-                if res == 200 {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("latchkey at {} never became ready", self.base);
-    }
-
-    fn signal(&self, sig: i32) {
-        // kill(2) itself, not the `kill` program (whose argument parsing once took a process
-        // group for "every process").
-        let pid = i32::try_from(self.child.id()).expect("a pid");
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(rc, 0, "kill({pid}, {sig})");
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "latchkey did not exit in time");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Tiny blocking GET without pulling reqwest's blocking feature: status code only.
-mod raw {
-    use std::io::{Read, Write};
-    pub fn get_status(url: &str) -> std::io::Result<u16> {
-        let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest.split_once('/').unwrap();
-        let mut s = std::net::TcpStream::connect(host)?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        write!(
-            s,
-            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf)?;
-        buf.split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or(std::io::ErrorKind::InvalidData.into())
-    }
-}
-
-fn cli(env: &[(String, String)], dir: &Path, args: &[&str]) -> Value {
-    let out = cli_with_env(env, dir.to_path_buf(), args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// An organization `acme` and a client_credentials client in it: (client_id, client_secret).
 fn new_client(env: &[(String, String)], dir: &Path) -> (String, String) {
@@ -412,13 +300,7 @@ fn json_logs_carry_request_ids_and_never_a_secret_or_token() {
 
     node.signal(libc::SIGTERM);
     assert!(node.wait_exit(Duration::from_secs(35)).success());
-    let mut logs = String::new();
-    node.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = node.logs();
     assert!(!logs.is_empty());
     for line in logs.lines() {
         serde_json::from_str::<Value>(line)
@@ -615,13 +497,7 @@ fn logs_of_a_whole_api_key_run_hold_no_key() {
 
     node.signal(libc::SIGTERM);
     assert!(node.wait_exit(Duration::from_secs(35)).success());
-    let mut logs = String::new();
-    node.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = node.logs();
     assert!(
         logs.contains("API key created"),
         "the run was logged: {logs}"
@@ -814,13 +690,7 @@ fn logs_and_the_audit_log_of_a_whole_management_run_hold_no_secret() {
 
     node.signal(libc::SIGTERM);
     assert!(node.wait_exit(Duration::from_secs(35)).success());
-    let mut logs = String::new();
-    node.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = node.logs();
     assert!(
         logs.contains("client created"),
         "the run was logged: {logs}"

@@ -22,6 +22,7 @@ use crate::store::{self, api_keys::ApiKeyRow};
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `live` or `sandbox` (default: the caller's).
     pub environment: Option<String>,
@@ -307,6 +308,7 @@ pub async fn create_key(
     let event = caller
         .audit()
         .event("api_key.created", Some(&row.id), key_summary(&row));
+    super::idempotency::will_answer(StatusCode::CREATED, &view_with_secret(&row, &secret));
     state
         .store
         .run(move |c| store::api_keys::insert(c, &stored, &event))
@@ -441,6 +443,7 @@ pub async fn revoke_key(
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
     /// How long the old key keeps working: 0 to 2592000 s, default 86400.
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_period_seconds: Option<i64>,
 }
 
@@ -529,6 +532,7 @@ pub async fn rotate_key(
         Some(&old.id),
         json!({"successor": row.id, "grace_period_seconds": grace}),
     );
+    super::idempotency::will_answer(StatusCode::CREATED, &view_with_secret(&row, &secret));
     let rotated = state
         .store
         .run(move |c| store::api_keys::rotate(c, &previous, &stored, now + grace, &event))

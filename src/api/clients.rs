@@ -156,12 +156,14 @@ pub async fn create(
         .audit()
         .event("client.created", Some(&client.client_id), summary(&client));
     let stored = client.clone();
+    let answer = view(&client, secret);
+    super::idempotency::will_answer(StatusCode::CREATED, &answer);
     state
         .store
         .run(move |c| store::clients::insert(c, &stored, &event))
         .await?;
     tracing::info!(client_id = %client.client_id, org_id = %client.org_id, actor = %caller.actor(), "client created");
-    Ok(ok_no_store(StatusCode::CREATED, view(&client, secret)))
+    Ok(ok_no_store(StatusCode::CREATED, answer))
 }
 
 #[utoipa::path(
@@ -319,6 +321,7 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// How long the old secret keeps working: 0 to 2592000 s, default 86400.
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_period_seconds: Option<i64>,
 }
 
@@ -362,10 +365,12 @@ pub async fn rotate_secret(
         json!({"grace_period_seconds": grace}),
     );
     let stored = client.clone();
+    let answer = view(&client, Some(secret));
+    super::idempotency::will_answer(StatusCode::OK, &answer);
     state
         .store
         .run(move |c| store::clients::update(c, &stored, &event))
         .await?;
     tracing::info!(client_id = %client.client_id, org_id = %client.org_id, actor = %caller.actor(), "client secret rotated");
-    Ok(ok_no_store(StatusCode::OK, view(&client, Some(secret))))
+    Ok(ok_no_store(StatusCode::OK, answer))
 }

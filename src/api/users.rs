@@ -41,8 +41,11 @@ fn check_grant(caller: &Caller, admin: bool, verb: &str) -> Result<(), ApiError>
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// 1 to 64 characters, no whitespace or control characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub username: String,
     /// At least 8 characters; stored as an Argon2id hash, never shown.
+    #[schema(min_length = 8)]
     pub password: String,
     pub email: Option<String>,
     pub name: Option<String>,
@@ -94,12 +97,14 @@ pub async fn create(
         json!({"username": row.username, "admin": row.is_admin != 0}),
     );
     let stored = row.clone();
+    let answer = json!(view(&row));
+    super::idempotency::will_answer(StatusCode::CREATED, &answer);
     state
         .store
         .run(move |c| store::users::insert(c, &stored, &event))
         .await?;
     tracing::info!(user_id = %row.id, org_id = %row.org_id, actor = %caller.actor(), "person created");
-    Ok(ok_no_store(StatusCode::CREATED, json!(view(&row))))
+    Ok(ok_no_store(StatusCode::CREATED, answer))
 }
 
 fn view(row: &store::users::UserRow) -> serde_json::Value {

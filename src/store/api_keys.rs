@@ -166,7 +166,7 @@ pub fn insert(
     super::write_transaction(conn, |c| {
         diesel::insert_into(k::api_keys).values(row).execute(c)?;
         super::audit::insert(c, event)?;
-        Ok(())
+        super::idempotency::record_answer(c)
     })
 }
 
@@ -283,6 +283,7 @@ pub fn rotate(
             .values(successor)
             .execute(c)?;
         super::audit::insert(c, event)?;
+        super::idempotency::record_answer(c)?;
         Ok(true)
     })
 }

@@ -144,7 +144,7 @@ pub fn insert(
             .values(ClientRow::from(client))
             .execute(conn)?;
         super::audit::insert(conn, event)?;
-        Ok(())
+        super::idempotency::record_answer(conn)
     })
 }
 
@@ -173,7 +173,7 @@ pub fn update(
             ));
         }
         super::audit::insert(conn, event)?;
-        Ok(())
+        super::idempotency::record_answer(conn)
     })
 }
 

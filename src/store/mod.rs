@@ -19,6 +19,8 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -75,6 +77,8 @@ impl From<r2d2::PoolError> for StoreError {
 /// an unreachable PostgreSQL into a new SQLite file named after its URL).
 pub struct Manager {
     url: DatabaseUrl,
+    /// When a connection attempt last failed (ms since the epoch), 0 after one succeeds.
+    failing_since: Arc<AtomicI64>,
 }
 
 impl ManageConnection for Manager {
@@ -83,9 +87,19 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<AnyConnection, r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
-                .map(AnyConnection::Postgresql)
-                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => match diesel::PgConnection::establish(&bounded(url)) {
+                Ok(c) => {
+                    self.failing_since.store(0, Ordering::Relaxed);
+                    Ok(AnyConnection::Postgresql(c))
+                }
+                Err(e) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(1, |d| d.as_millis() as i64);
+                    self.failing_since.store(now, Ordering::Relaxed);
+                    Err(r2d2::Error::ConnectionError(e))
+                }
+            },
             DatabaseUrl::Sqlite(path) => {
                 configure_sqlite();
                 let path = path.to_string_lossy();
@@ -114,6 +128,25 @@ impl ManageConnection for Manager {
         use diesel::r2d2::R2D2Connection;
         conn.is_broken()
     }
+}
+
+/// The PostgreSQL URL with libpq's time limits added where the URL sets none: a connection
+/// attempt gives up after 5 s (`connect_timeout`), and a connection whose server stops
+/// acknowledging what is sent is dropped after 10 s (`tcp_user_timeout`), so that a database
+/// host that vanishes from the network (no reset, no answer) fails requests instead of
+/// hanging them. (A server that crashes or restarts closes its sockets: that fails at once.)
+fn bounded(url: &str) -> String {
+    let mut url = url.to_string();
+    for (name, value) in [("connect_timeout", "5"), ("tcp_user_timeout", "10000")] {
+        let set = url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|p| p.split('=').next() == Some(name)));
+        if !set {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("{name}={value}"));
+        }
+    }
+    url
 }
 
 /// SQLite's process-wide settings, once, before its first connection opens (`sqlite3_config`
@@ -211,6 +244,12 @@ where
     E: From<diesel::result::Error>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    // A request holding an Idempotency-Key marks its record in the same transaction.
+    let f = |c: &mut AnyConnection| {
+        let v = f(c)?;
+        idempotency::mark_changed(c)?;
+        Ok(v)
+    };
     let begun = match c {
         AnyConnection::Sqlite(s) => {
             let idle = AnsiTransactionManager::transaction_manager_status_mut(s)
@@ -249,6 +288,22 @@ where
 }
 
 pub type Pool = r2d2::Pool<Manager>;
+
+/// A pooled connection: waits up to 5 s for one, or 0.5 s while the database does not
+/// answer (the last connection attempt, within the last 10 s, failed), so that an outage
+/// costs each request half a second, not five, before its `503`.
+fn checkout(pool: &Pool, failing_since: &AtomicI64) -> Result<Conn, r2d2::PoolError> {
+    let since = failing_since.load(Ordering::Relaxed);
+    if since != 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        if now - since < 10_000 {
+            return pool.get_timeout(Duration::from_millis(500));
+        }
+    }
+    pool.get()
+}
 pub type Conn = r2d2::PooledConnection<Manager>;
 
 #[derive(Clone)]
@@ -258,6 +313,7 @@ pub struct Store {
     pool: Pool,
     url: DatabaseUrl,
     pub postgres: bool,
+    failing_since: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -288,6 +344,7 @@ impl Store {
                 }
             }
         }
+        let failing_since = Arc::new(AtomicI64::new(0));
         let pool = r2d2::Pool::builder()
             .max_size(size)
             .min_idle(Some(min_idle))
@@ -296,14 +353,48 @@ impl Store {
             // failing query answers 503.
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(5))
-            .build(Manager { url: url.clone() })
+            .build(Manager {
+                url: url.clone(),
+                failing_since: failing_since.clone(),
+            })
             .map_err(|e| anyhow::anyhow!("cannot open the database {url:?}: {e}"))?;
         Ok(Store {
             id: key_lookups::next_store_id(),
             pool,
             url: url.clone(),
             postgres: url.is_postgres(),
+            failing_since,
         })
+    }
+
+    /// Waits up to `within` for a PostgreSQL that does not answer yet (a database started
+    /// beside Latchkey, a failover in progress), trying every 2 seconds and logging one
+    /// warning line per failed attempt; then gives up with the last error. SQLite (a local
+    /// file) is not waited for.
+    pub fn wait_until_reachable(url: &DatabaseUrl, within: Duration) -> anyhow::Result<()> {
+        let DatabaseUrl::Postgres(raw) = url else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        loop {
+            let error = match diesel::PgConnection::establish(&bounded(raw)) {
+                Ok(_) => return Ok(()),
+                Err(e) => e.to_string().trim().replace('\n', " "),
+            };
+            let waited = started.elapsed();
+            if waited >= within {
+                anyhow::bail!(
+                    "cannot reach the database {url:?} (waited {} s, LATCHKEY_DATABASE_WAIT): {error}",
+                    waited.as_secs()
+                );
+            }
+            tracing::warn!(
+                database = ?url,
+                %error,
+                "the database does not answer; retrying in 2 s"
+            );
+            std::thread::sleep(Duration::from_secs(2).min(within - waited));
+        }
     }
 
     /// How many connections the pool holds at most.
@@ -312,7 +403,7 @@ impl Store {
     }
 
     pub fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(self.pool.get()?)
+        Ok(checkout(&self.pool, &self.failing_since)?)
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -321,10 +412,11 @@ impl Store {
         F: FnOnce(&mut AnyConnection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, failing_since) = (self.pool.clone(), self.failing_since.clone());
+        let claim = idempotency::task_claim();
         actix_web::web::block(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            let mut conn = checkout(&pool, &failing_since)?;
+            idempotency::on_thread(claim, || f(&mut conn))
         })
         .await
         .map_err(|e| StoreError::Pool(format!("blocking pool: {e}")))?
@@ -576,7 +668,8 @@ mod tests {
         assert_eq!(rows(&mut writer).unwrap(), 4);
         assert!(!ManageConnection::has_broken(
             &Manager {
-                url: DatabaseUrl::Sqlite(dir.path().join("t.db"))
+                url: DatabaseUrl::Sqlite(dir.path().join("t.db")),
+                failing_since: Default::default(),
             },
             &mut reader
         ));
@@ -642,5 +735,21 @@ mod tests {
         assert_eq!(rows(&mut a).unwrap(), 4);
         write_transaction(&mut a, |c| c.batch_execute("INSERT INTO t VALUES (5);")).unwrap();
         assert_eq!(rows(&mut b).unwrap(), 5);
+    }
+
+    #[test]
+    fn postgresql_connections_get_time_limits_unless_the_url_sets_them() {
+        assert_eq!(
+            bounded("postgres://db/app"),
+            "postgres://db/app?connect_timeout=5&tcp_user_timeout=10000"
+        );
+        assert_eq!(
+            bounded("postgres://db/app?sslmode=disable&connect_timeout=30"),
+            "postgres://db/app?sslmode=disable&connect_timeout=30&tcp_user_timeout=10000"
+        );
+        assert_eq!(
+            bounded("postgres://db/app?tcp_user_timeout=0&connect_timeout=2"),
+            "postgres://db/app?tcp_user_timeout=0&connect_timeout=2"
+        );
     }
 }

@@ -73,7 +73,7 @@ pub fn insert(
             Err(e) => return Err(e.into()),
         }
         super::audit::insert(conn, event)?;
-        Ok(())
+        super::idempotency::record_answer(conn)
     })
 }
 

@@ -518,3 +518,5 @@ pub fn cli_key(
 }
 
 pub const ALL: &str = "read,write,delete,admin,keys:manage,clients:manage,users:manage,audit:read";
+
+pub mod node;

@@ -17,7 +17,13 @@
 #                    GET /healthz of the same server for scale), interleaved, -r rounds |
 #                    flow: authorization-code round trips and refresh rotations through the
 #                    pages, with the shared flowbench.mjs (-c users, default 16 for flow);
-#                    with --compare the peer runs interleaved
+#                    with --compare the peer runs interleaved |
+#                    soak: mixed traffic for -d seconds (default 600) at an offered -R
+#                    requests per second in all (default 2000): client_credentials tokens,
+#                    introspection of a JWT and of a key, key verification and key creation
+#                    (POST /v1/api-keys), each minute its own wrk run per kind; prints RSS,
+#                    errors, rps and p99 per minute and exits 1 when the RSS grew more than
+#                    10 % from the first minute's end to the last's, or any request failed
 #   -R RATE          with -b keys: offer RATE requests per second in all (spread over the wrk
 #                    threads on an even schedule) instead of as many as the connections carry;
 #                    latency is then measured at that load, not at saturation
@@ -70,9 +76,16 @@ for n in "$SECS" "$CONNS" "$ROUNDS" "$WARM" "$RATE"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "not a whole number: $n"
 done
 [[ "$SECS" -gt 0 && "$CONNS" -gt 0 && "$ROUNDS" -gt 0 ]] || die "-d, -c and -r must be positive"
-case "$BENCH" in token|introspect|both|keys|flow) ;; *) die "-b token|introspect|both|keys|flow" ;; esac
+case "$BENCH" in token|introspect|both|keys|flow|soak) ;; *) die "-b token|introspect|both|keys|flow|soak" ;; esac
 [[ "$BENCH" != keys || $COMPARE -eq 0 ]] || die "-b keys has no peer to compare with (the peer has no API keys)"
-[[ "$RATE" -eq 0 || "$BENCH" == keys ]] || die "-R works with -b keys only (the shared harness runs the others)"
+[[ "$RATE" -eq 0 || "$BENCH" == keys || "$BENCH" == soak ]] || die "-R works with -b keys and soak only (the shared harness runs the others)"
+[[ "$BENCH" != soak || $COMPARE -eq 0 ]] || die "-b soak runs Latchkey alone"
+if [[ "$BENCH" == soak ]]; then
+  SOAK_SECS=600; SOAK_RATE=2000
+  [[ "$SECS" == 10 ]] || SOAK_SECS="$SECS"
+  [[ "$RATE" -eq 0 ]] || SOAK_RATE="$RATE"
+  [[ "$SOAK_SECS" -ge 120 ]] || die "-b soak needs -d of at least 120 (two minutes)"
+fi
 
 # --- paths -----------------------------------------------------------------------------------
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -270,6 +283,74 @@ for mode in dict.fromkeys(r["bench"] for r in rows):
               f"{sum(r.get('errors') or 0 for r in rs)} | {med('server_cpu_pct'):.0f} |")
 PY
   rm -f "$results"
+elif [[ "$BENCH" == soak ]]; then
+  source "$LOAD/lib.sh" # proc_ticks, basic_auth, form_encode
+  KEY_JSON="$("$BIN" api-key create --org "$ORG" --env live --scopes read,keys:manage --name soak 2>/dev/null)"
+  API_KEY="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["api_key"])' "$KEY_JSON")"
+  BASIC="$(basic_auth "$CLIENT_ID" "$CLIENT_SECRET")"
+  JWT="$(curl -fsS -H "Authorization: $BASIC" --data grant_type=client_credentials "$BASE/oauth2/token" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
+  # Share of the offered rate per kind (in %), and what each sends.
+  runs=(
+    "token|30|POST|/oauth2/token|$BASIC|grant_type=client_credentials|access_token"
+    "introspect_jwt|20|POST|/oauth2/introspect|$BASIC|$(form_encode token "$JWT")|\"active\":true"
+    "authtest|30|GET|/v1/utils/authtest|Bearer $API_KEY||Auth successful"
+    "introspect_key|15|POST|/oauth2/introspect|$BASIC|$(form_encode token "$API_KEY")|\"active\":true"
+    "create_key|5|POST|/v1/api-keys|Bearer $API_KEY|{\"name\":\"soak\",\"scopes\":[\"read\"]}|\"api_key\""
+  )
+  for r in "${runs[@]}"; do
+    IFS='|' read -r n share m p a b e <<<"$r"
+    got="$(curl -fsS -X "$m" ${a:+-H "Authorization: $a"} ${b:+--data "$b"} "$BASE$p")" \
+      || die "$n: $m $p failed"
+    [[ "$got" == *"$e"* ]] || die "$n: the answer lacks $e: $got"
+  done
+  minutes=$((SOAK_SECS / 60))
+  echo "bench: soak, $minutes minute(s) at $SOAK_RATE requests/s offered, $CONNS connections in all" >&2
+  results="$(mktemp)"
+  for minute in $(seq 1 "$minutes"); do
+    pids=()
+    for r in "${runs[@]}"; do
+      IFS='|' read -r n share m p a b e <<<"$r"
+      rate=$((SOAK_RATE * share / 100)); conns=$(( (CONNS * share + 99) / 100 ))
+      [[ $conns -ge 2 ]] || conns=2
+      RATE="$rate" CONNS="$conns" keys_run "$n" "$m" "$p" "$a" "$b" "$e" 60 >"$results.$n" &
+      pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    kill -0 "$LK_PID" 2>/dev/null || { cat "$WORK/latchkey.log" >&2; die "latchkey exited during the soak"; }
+    rss_kb="$(awk '/^VmRSS:/ { print $2 }' "/proc/$LK_PID/status")"
+    for r in "${runs[@]}"; do
+      IFS='|' read -r n _ <<<"$r"
+      python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read()); d.update(minute=int(sys.argv[2]), rss_kb=int(sys.argv[3])); print(json.dumps(d))' \
+        "$results.$n" "$minute" "$rss_kb" >>"$results"
+      if [[ -n "${JSON_OUT:-}" ]]; then tail -n1 "$results" >>"$JSON_OUT"; fi
+      rm -f "$results.$n"
+    done
+  done
+  python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+names = list(dict.fromkeys(r["bench"] for r in rows))
+minutes = sorted({r["minute"] for r in rows})
+print("\n| minute | RSS MiB | rps | errors | " + " | ".join(f"{n} p99 ms" for n in names) + " |")
+print("|---:|---:|---:|---:|" + "---:|" * len(names))
+for m in minutes:
+    rs = {r["bench"]: r for r in rows if r["minute"] == m}
+    any_r = next(iter(rs.values()))
+    print(f"| {m} | {any_r['rss_kb'] / 1024:.1f} | {sum(r['rps'] for r in rs.values()):,.0f} | "
+          f"{sum(r['non2xx'] + r.get('socket_errors', 0) for r in rs.values())} | "
+          + " | ".join(f"{rs[n]['p99_ms']:.2f}" for n in names) + " |")
+first = next(r for r in rows if r["minute"] == minutes[0])["rss_kb"]
+last = next(r for r in rows if r["minute"] == minutes[-1])["rss_kb"]
+errors = sum(r["non2xx"] + r.get("socket_errors", 0) for r in rows)
+growth = 100.0 * (last - first) / first
+print(f"\nRSS after minute 1: {first / 1024:.1f} MiB, after minute {minutes[-1]}: {last / 1024:.1f} MiB "
+      f"({growth:+.1f} %); {errors} error(s) in {sum(r['requests'] for r in rows if 'requests' in r) or 'all'} requests")
+sys.exit(0 if growth <= 10.0 and errors == 0 else 1)
+PY
+  soak_rc=$?
+  rm -f "$results"
+  [[ $soak_rc -eq 0 ]] || { echo "bench: the soak failed its bounds (RSS growth over 10 % or errors)" >&2; exit 1; }
 elif [[ "$BENCH" == keys ]]; then
   source "$LOAD/lib.sh" # proc_ticks, basic_auth, form_encode
   KEY_JSON="$("$BIN" api-key create --org "$ORG" --env live --scopes read --name bench 2>/dev/null)"

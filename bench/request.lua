@@ -146,11 +146,12 @@ function done(summary, latency, requests)
   local seconds = summary.duration / 1000000.0
   if not expect then n_non2xx = summary.errors.status end
   local line = string.format(
-    '{"rps":%.1f,"p50_ms":%s,"p90_ms":%s,"p99_ms":%s,"max_ms":%s,"non2xx":%d,"bad_body":%s,"bodies_checked":%s,"requests":%d}',
+    '{"rps":%.1f,"p50_ms":%s,"p90_ms":%s,"p99_ms":%s,"max_ms":%s,"non2xx":%d,"bad_body":%s,"bodies_checked":%s,"requests":%d,"socket_errors":%d}',
     summary.requests / seconds,
     ms(latency:percentile(50)), ms(latency:percentile(90)), ms(latency:percentile(99)),
     ms(latency.max), n_non2xx, expect and tostring(n_bad) or "null",
-    expect and "true" or "false", summary.requests)
+    expect and "true" or "false", summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout)
   if n_sent > 0 then
     local lag995 = lag_percentile(all_lags, n_sent, 99.5)
     line = string.format('%s,"late_pct":%.3f,"late_max_ms":%s,"lag_p99_ms":%s,"p99_bound_ms":%s}',

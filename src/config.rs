@@ -433,6 +433,16 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
 
         let (name, log) = required("LATCHKEY_LOG");
+        // Each directive without the spaces around it: tracing-subscriber 0.3 finds a
+        // directive's parts in its trimmed text but cuts them from the untrimmed one, so
+        // `info, latchkey=debug` filtered the target " latchke", and a space before a non-ASCII
+        // character (` é=debug`) panicked at start-up.
+        let log = log
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| invalid(&name, format!("not a tracing filter: {e}")))?;
 

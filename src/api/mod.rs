@@ -205,21 +205,33 @@ pub async fn json_body<T: DeserializeOwned>(
         }
         let message = inner.to_string();
         // An unknown, missing or repeated field is reported at its parent's path; name the
-        // field itself.
+        // field itself. serde writes it between backticks, and a name sent may hold backticks
+        // (or be empty), so it runs to the backtick before serde's own words.
         let named = message
             .strip_prefix("unknown field `")
-            .or_else(|| message.strip_prefix("missing field `"))
-            .or_else(|| message.strip_prefix("duplicate field `"));
+            .and_then(|rest| {
+                let end = rest
+                    .rfind("`, expected ")
+                    .or_else(|| rest.rfind("`, there are no fields"))?;
+                Some(&rest[..end])
+            })
+            .or_else(|| {
+                let rest = message
+                    .strip_prefix("missing field `")
+                    .or_else(|| message.strip_prefix("duplicate field `"))?;
+                rest.rfind("` at line ")
+                    .map(|end| &rest[..end])
+                    .or_else(|| rest.strip_suffix('`'))
+            });
         let field = match named {
-            Some(rest) => rest.split('`').next().unwrap_or("").to_string(),
-            None if path == "." => String::new(),
-            None => path,
+            Some(name) => Some(name.to_string()),
+            None if path == "." => None,
+            None => Some(path),
         };
         let message = without_type_names(message.split(" at line ").next().unwrap_or(&message));
-        if field.is_empty() {
-            ApiError::invalid_request(message)
-        } else {
-            ApiError::invalid(&field, message)
+        match field {
+            Some(field) => ApiError::invalid(&field, message),
+            None => ApiError::invalid_request(message),
         }
     })?;
     // One JSON text and nothing after it (RFC 8259): `{…}{…}` or `{…} xyz` is not a body.

@@ -212,3 +212,55 @@ async fn what_the_api_returns_is_what_the_document_describes() {
     described.remove("field");
     assert_eq!(keys(&err.2), described);
 }
+
+#[actix_rt::test]
+async fn the_document_states_what_schemathesis_found_it_lacked() {
+    let server = TestServer::start().await;
+    let doc = document(&server).await;
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap().to_string();
+            assert!(
+                ids.insert(id.clone()),
+                "{method} {path}: operationId {id} twice"
+            );
+            let optional =
+                method == "patch" || path.ends_with("/rotate") || path.ends_with("/secret");
+            if op["requestBody"].is_object() {
+                assert_eq!(
+                    op["requestBody"]["required"].as_bool().unwrap_or(false),
+                    !optional,
+                    "{method} {path}: an absent body reads as {{}}"
+                );
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["name"] == "Idempotency-Key" {
+                    assert_eq!(p["schema"]["pattern"], "^[!-~]{1,255}$");
+                }
+                if p["name"] == "limit" {
+                    assert_eq!(
+                        (
+                            p["schema"]["minimum"].as_i64(),
+                            p["schema"]["maximum"].as_i64()
+                        ),
+                        (Some(1), Some(100))
+                    );
+                }
+            }
+        }
+    }
+    for schema in ["Rotate", "RotateSecret"] {
+        let grace = &doc["components"]["schemas"][schema]["properties"]["grace_period_seconds"];
+        assert_eq!(
+            (grace["minimum"].as_i64(), grace["maximum"].as_i64()),
+            (Some(0), Some(2_592_000)),
+            "{schema}"
+        );
+    }
+    let name = &doc["components"]["schemas"]["CreateKey"]["properties"]["name"];
+    assert_eq!(
+        (name["minLength"].as_i64(), name["maxLength"].as_i64()),
+        (Some(1), Some(200))
+    );
+}

@@ -1200,3 +1200,75 @@ async fn registrations_take_one_uri_per_entry_and_names_that_read_as_they_are() 
         "only the %20 client"
     );
 }
+
+#[actix_rt::test]
+async fn what_schemathesis_found_stays_fixed() {
+    let server = TestServer::start().await;
+    let org = server.org("acme");
+    let (id, admin) = cli_key(&server, &org, "live", ALL, &[]);
+
+    // No credential is a 401 even with a malformed Idempotency-Key (it was the key's 400).
+    let res = http()
+        .post(server.url("/v1/api-keys"))
+        .header("Idempotency-Key", "two words")
+        .json(&json!({"name": "k", "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // grace_period_seconds is a JSON Schema integer: 3600.0 is one, 1.5 is not.
+    cli_key(&server, &org, "live", "read", &[]);
+    let other_id = v1(&server, "GET", "/v1/api-keys", Some(&admin), None)
+        .await
+        .2["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] != id.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/api-keys/{other_id}/rotate");
+    let half = v1(
+        &server,
+        "POST",
+        &path,
+        Some(&admin),
+        Some(json!({"grace_period_seconds": 1.5})),
+    )
+    .await;
+    assert_error(&half, 400, "invalid_request", "a fraction of a second");
+    assert_eq!(half.2["field"], "grace_period_seconds");
+    let whole = v1(
+        &server,
+        "POST",
+        &path,
+        Some(&admin),
+        Some(json!({"grace_period_seconds": 3600.0})),
+    )
+    .await;
+    assert_eq!(whole.0, 201, "{}", whole.2);
+
+    // A NUL names nothing (PostgreSQL answered 503: it cannot compare a text holding one).
+    let nul = v1(
+        &server,
+        "GET",
+        "/v1/users?starting_after=%00",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_error(&nul, 400, "invalid_request", "NUL cursor");
+    assert_eq!(nul.2["field"], "starting_after");
+    let nul = v1(&server, "GET", "/v1/clients/a%00b", Some(&admin), None).await;
+    assert_error(&nul, 404, "not_found", "NUL id");
+    let form = http()
+        .post(server.url("/oauth2/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "a\0b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 400);
+}

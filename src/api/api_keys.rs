@@ -444,6 +444,7 @@ pub async fn revoke_key(
 pub struct Rotate {
     /// How long the old key keeps working: 0 to 2592000 s, default 86400.
     #[schema(minimum = 0, maximum = 2592000)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     pub grace_period_seconds: Option<i64>,
 }
 

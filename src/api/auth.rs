@@ -125,6 +125,11 @@ impl FromRequest for Caller {
                 }
             };
             refuse_unread_query(&req)?;
+            // No id holds a NUL, and PostgreSQL cannot even compare a text with one (the
+            // lookup failed, answering 503): a path with one names nothing.
+            if req.path().to_ascii_lowercase().contains("%00") {
+                return Err(ApiError::not_found("object"));
+            }
             Ok(caller)
         })
     }

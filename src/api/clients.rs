@@ -322,6 +322,7 @@ pub async fn delete(
 pub struct RotateSecret {
     /// How long the old secret keeps working: 0 to 2592000 s, default 86400.
     #[schema(minimum = 0, maximum = 2592000)]
+    #[serde(default, deserialize_with = "super::whole_number")]
     pub grace_period_seconds: Option<i64>,
 }
 

@@ -42,6 +42,24 @@ pub fn grace_period(asked: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// An optional whole number of a body (`grace_period_seconds`): a JSON integer, or a number
+/// with no fraction such as `3600.0`, which JSON Schema's `integer` (the document's type for it)
+/// also is. serde's `i64` took only the first and answered 400 to the second.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= 9.007_199_254_740_992e15)
+                .map(|f| f as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected a whole number")))
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -283,7 +301,7 @@ pub async fn read_body<E>(
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// 1 to 100 (default 10).
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The id of the last object of the previous page.
     pub starting_after: Option<String>,
@@ -316,6 +334,14 @@ impl Page {
                     format!("{name} is given more than once"),
                 ));
             }
+        }
+        // A NUL is in no id, and PostgreSQL refuses to compare a text holding one (the
+        // lookup failed with 503).
+        if after.as_deref().is_some_and(|a| a.contains('\0')) {
+            return Err(ApiError::invalid(
+                "starting_after",
+                "starting_after is not an id: it holds a NUL character",
+            ));
         }
         let limit = match limit.as_deref() {
             None => 10,

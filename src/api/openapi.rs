@@ -153,6 +153,14 @@ impl Modify for Shared {
                 (HttpMethod::Delete, item.delete.as_mut()),
             ] {
                 let Some(op) = op else { continue };
+                // OpenAPI 3.1 §4.8.10: operationIds are unique in the document. utoipa takes
+                // the handler's name (`get`, `list`, … five times over); the tag makes it one.
+                if let (Some(tag), Some(id)) = (
+                    op.tags.as_ref().and_then(|t| t.first()),
+                    op.operation_id.as_ref(),
+                ) {
+                    op.operation_id = Some(format!("{}_{id}", tag.replace('-', "_")));
+                }
                 let responses = &mut op.responses.responses;
                 responses.insert(
                     "401".into(),
@@ -179,6 +187,14 @@ impl Modify for Shared {
                 if matches!(method, HttpMethod::Post | HttpMethod::Patch) {
                     responses.insert("413".into(), error("The body is over 64 KiB").into());
                 }
+                // An absent body reads as `{}` (`json_body`): where that is a whole request —
+                // an update, a rotation with the default grace period — the body is optional.
+                let optional_body = method == HttpMethod::Patch
+                    || path.ends_with("/rotate")
+                    || path.ends_with("/secret");
+                if let (true, Some(body)) = (optional_body, op.request_body.as_mut()) {
+                    body.required = Some(Required::False);
+                }
                 if method == HttpMethod::Post {
                     // The route's own 409, if it has one, keeps its description.
                     responses.entry("409".into()).or_insert_with(|| {
@@ -201,7 +217,13 @@ fn idempotency_header() -> Parameter {
         .description(Some(
             "1 to 255 visible ASCII characters. The first response is replayed for 24 h to the same credential sending the same request (Idempotent-Replayed: true).",
         ))
-        .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String)))
+        .schema(Some(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[!-~]{1,255}$")),
+        ))
         .build()
 }
 

@@ -107,6 +107,14 @@ impl Form {
                     "the parameters are not valid UTF-8",
                 ));
             }
+            // No OAuth parameter, username or password holds a NUL (RFC 6749 Appendix A: visible
+            // characters and spaces), and PostgreSQL cannot compare a text with one: a lookup
+            // of such a username failed with 503.
+            if name.contains('\0') || value.contains('\0') {
+                return Err(OAuthError::invalid_request(
+                    "the parameters hold a NUL character",
+                ));
+            }
             if name.len() > MAX_PARAM || value.len() > MAX_PARAM {
                 let shown: String = name.chars().take(40).collect();
                 return Err(OAuthError::invalid_request(format!(
@@ -170,6 +178,8 @@ mod tests {
         assert!(Form::parse(b"a=%zz").is_err());
         assert!(Form::parse(b"a=%4").is_err());
         assert!(Form::parse(b"a=%41").is_ok());
+        assert!(Form::parse(b"username=a%00b").is_err());
+        assert!(Form::parse(b"a\0=1").is_err());
         let long = format!("a={}", "x".repeat(MAX_PARAM + 1));
         assert!(Form::parse(long.as_bytes()).is_err());
     }

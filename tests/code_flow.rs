@@ -129,23 +129,7 @@ async fn login_as(
 async fn decide(f: &Flow, browser: &Browser, url: &str, decision: &str) -> String {
     let (status, _, html) = browser.get(url).await;
     assert_eq!(status, 200, "{html}");
-    let mut form: Vec<(String, String)> = Vec::new();
-    for name in [
-        "csrf_token",
-        "client_id",
-        "redirect_uri",
-        "response_type",
-        "scope",
-        "code_challenge",
-        "code_challenge_method",
-        "state",
-        "nonce",
-    ] {
-        if html.contains(&format!("name=\"{name}\" value=\"")) {
-            form.push((name.into(), field(&html, name)));
-        }
-    }
-    form.push(("decision".into(), decision.into()));
+    let form = consent_answer(&html, decision);
     let res = browser
         .http
         .post(f.server.url("/oauth2/authorize"))

@@ -547,24 +547,7 @@ async fn a_postgresql_outage_gives_clear_errors_and_latchkey_recovers_without_a_
     ];
     let node = Node::spawn(&env, dir.path());
     let (root, _) = acme(&env, dir.path());
-    let svc = cli(
-        &env,
-        dir.path(),
-        &[
-            "client",
-            "create",
-            "--org",
-            "acme",
-            "--name",
-            "svc",
-            "--grant-types",
-            "client_credentials",
-        ],
-    );
-    let svc = (
-        svc["client_id"].as_str().unwrap().to_string(),
-        svc["client_secret"].as_str().unwrap().to_string(),
-    );
+    let svc = service_client(&env, dir.path(), "acme", "svc");
 
     let t0 = std::time::Instant::now();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -868,26 +851,7 @@ async fn under_load_what_one_node_revokes_the_other_refuses_on_the_next_request(
     let b = Node::spawn(&env, dir.path());
     let (root, web) = acme(&env, dir.path());
     let http = client(30);
-    let new_client = |name: &str| {
-        let c = cli(
-            &env,
-            dir.path(),
-            &[
-                "client",
-                "create",
-                "--org",
-                "acme",
-                "--name",
-                name,
-                "--grant-types",
-                "client_credentials",
-            ],
-        );
-        (
-            c["client_id"].as_str().unwrap().to_string(),
-            c["client_secret"].as_str().unwrap().to_string(),
-        )
-    };
+    let new_client = |name: &str| service_client(&env, dir.path(), "acme", name);
     let svc = new_client("svc");
     let victim = new_client("victim");
     let res = http
@@ -1062,24 +1026,7 @@ async fn sigterm_under_load_finishes_accepted_requests_and_exits_0() {
     let env = env_for(&db);
     let mut node = Node::spawn(&env, dir.path());
     let (root, _) = acme(&env, dir.path());
-    let svc = cli(
-        &env,
-        dir.path(),
-        &[
-            "client",
-            "create",
-            "--org",
-            "acme",
-            "--name",
-            "svc",
-            "--grant-types",
-            "client_credentials",
-        ],
-    );
-    let svc = (
-        svc["client_id"].as_str().unwrap().to_string(),
-        svc["client_secret"].as_str().unwrap().to_string(),
-    );
+    let svc = service_client(&env, dir.path(), "acme", "svc");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = background_load(vec![node.base.clone()], root, svc.clone(), stop.clone());
 

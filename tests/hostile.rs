@@ -249,24 +249,8 @@ fn hostile_requests_get_4xx_in_the_envelope_and_the_server_neither_panics_nor_di
 
     let org = cli(&env, dir.path(), &["org", "create", "acme"]);
     let org = org["id"].as_str().unwrap().to_string();
-    let c = cli(
-        &env,
-        dir.path(),
-        &[
-            "client",
-            "create",
-            "--org",
-            &org,
-            "--name",
-            "svc",
-            "--grant-types",
-            "client_credentials",
-        ],
-    );
-    let auth = basic(
-        c["client_id"].as_str().unwrap(),
-        c["client_secret"].as_str().unwrap(),
-    );
+    let (id, secret) = service_client(&env, dir.path(), &org, "svc");
+    let auth = basic(&id, &secret);
     let key = cli(
         &env,
         dir.path(),

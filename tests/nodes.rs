@@ -16,24 +16,7 @@ use serde_json::{json, Value};
 fn new_client(env: &[(String, String)], dir: &Path) -> (String, String) {
     let org = cli(env, dir, &["org", "create", "acme"]);
     let org = org["id"].as_str().unwrap();
-    let c = cli(
-        env,
-        dir,
-        &[
-            "client",
-            "create",
-            "--org",
-            org,
-            "--name",
-            "svc",
-            "--grant-types",
-            "client_credentials",
-        ],
-    );
-    (
-        c["client_id"].as_str().unwrap().to_string(),
-        c["client_secret"].as_str().unwrap().to_string(),
-    )
+    service_client(env, dir, org, "svc")
 }
 
 fn post_form(base: &str, path: &str, basic: (&str, &str), form: &str) -> (u16, Value) {
@@ -177,24 +160,8 @@ fn two_nodes_on_one_database_behave_as_one_server() {
     );
 
     // A client created after both started is known to both at once.
-    let c2 = cli(
-        &env,
-        dir.path(),
-        &[
-            "client",
-            "create",
-            "--org",
-            "acme",
-            "--name",
-            "late",
-            "--grant-types",
-            "client_credentials",
-        ],
-    );
-    let creds2 = (
-        c2["client_id"].as_str().unwrap(),
-        c2["client_secret"].as_str().unwrap(),
-    );
+    let c2 = service_client(&env, dir.path(), "acme", "late");
+    let creds2 = (c2.0.as_str(), c2.1.as_str());
     assert_eq!(
         post_form(
             &b.base,

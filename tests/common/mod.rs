@@ -428,6 +428,28 @@ pub fn field(html: &str, name: &str) -> String {
     unescape(html[start..].split('"').next().unwrap())
 }
 
+/// The consent page's answer as its form posts it: every hidden field the page holds, and
+/// `decision` (`allow` or `deny`).
+pub fn consent_answer(html: &str, decision: &str) -> Vec<(String, String)> {
+    let mut form: Vec<(String, String)> = [
+        "csrf_token",
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "code_challenge",
+        "code_challenge_method",
+        "state",
+        "nonce",
+    ]
+    .into_iter()
+    .filter(|name| html.contains(&format!("name=\"{name}\" value=\"")))
+    .map(|name| (name.to_string(), field(html, name)))
+    .collect();
+    form.push(("decision".into(), decision.into()));
+    form
+}
+
 /// What a browser makes of an HTML-escaped attribute value.
 pub fn unescape(s: &str) -> String {
     s.replace("&#38;", "&")

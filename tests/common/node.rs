@@ -159,6 +159,33 @@ pub fn cli(env: &[(String, String)], dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A client_credentials client `name` of `org`, created with the CLI: (client_id, client_secret).
+pub fn service_client(
+    env: &[(String, String)],
+    dir: &Path,
+    org: &str,
+    name: &str,
+) -> (String, String) {
+    let c = cli(
+        env,
+        dir,
+        &[
+            "client",
+            "create",
+            "--org",
+            org,
+            "--name",
+            name,
+            "--grant-types",
+            "client_credentials",
+        ],
+    );
+    (
+        c["client_id"].as_str().unwrap().to_string(),
+        c["client_secret"].as_str().unwrap().to_string(),
+    )
+}
+
 /// Creates a person with the CLI (the password on standard input).
 pub fn person(env: &[(String, String)], dir: &Path, org: &str, username: &str, password: &str) {
     let out = super::cli_with_stdin(
@@ -240,21 +267,7 @@ pub async fn refresh_token_by_code_flow(
         headers["location"].to_str().unwrap().to_string()
     } else {
         assert_eq!(status, 200, "{html}");
-        let mut form: Vec<(String, String)> = Vec::new();
-        for name in [
-            "csrf_token",
-            "client_id",
-            "redirect_uri",
-            "response_type",
-            "scope",
-            "code_challenge",
-            "code_challenge_method",
-        ] {
-            if html.contains(&format!("name=\"{name}\" value=\"")) {
-                form.push((name.into(), super::field(&html, name)));
-            }
-        }
-        form.push(("decision".into(), "allow".into()));
+        let form = super::consent_answer(&html, "allow");
         let res = browser
             .http
             .post(format!("{base}/oauth2/authorize"))
